@@ -1,0 +1,51 @@
+"""Notebook parameters: collected from the kernel's globals, checked against a dataclass.
+
+papermill injects parameters as plain assignments, so a mistyped name (``epoch: 3``) would
+silently create a new variable while the real one keeps its default. :func:`collect` turns every
+user-level global into a field of the notebook's parameter dataclass and refuses names it does
+not know, suggesting the closest known one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from typing import Any
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+class ParameterError(ValueError):
+    """An unknown, mistyped or invalid notebook parameter; the message names it."""
+
+
+def collect(namespace: dict, cls, exclude: tuple[str, ...] = ()):
+    """Build ``cls`` (a dataclass) from the user globals of a notebook namespace.
+
+    Globals starting with ``_``, modules, functions, classes and IPython's own names are skipped.
+    Raises: ParameterError naming an unknown parameter (and the closest known name).
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for k, v in namespace.items():
+        if k.startswith("_") or k in _IPYTHON_NAMES or k in exclude:
+            continue
+        if isinstance(v, (types.ModuleType, types.FunctionType, type)) or callable(v):
+            continue
+        if k not in fields:
+            near = difflib.get_close_matches(k, sorted(fields), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ParameterError(f"unknown parameter {k!r}{hint}; known parameters: {', '.join(sorted(fields))}")
+        values[k] = v
+    return from_dict(cls, values)
+
+
+def from_dict(cls, values: dict):
+    """Instantiate a parameter dataclass from a dict, refusing unknown keys by name."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ParameterError(f"unknown parameter {unknown[0]!r}{hint}; known parameters: {', '.join(sorted(fields))}")
+    return cls(**values)

@@ -1,0 +1,136 @@
+"""Differentiable BEV -> camera rendering (busch2026 Sec. III-B, Fig. 1 "Rendering Module").
+
+The predicted BEV map ``Pred_bev`` lies on the ground plane (z = 0 in the ego frame) over the
+extent of the BEV grid. Rendering it into a camera gives ``Pred_cp``: for every pixel the BEV value
+at the point where the pixel's viewing ray meets the ground. Two backends share one interface:
+
+* ``"analytic"`` (default): ray / ground-plane intersection in closed form, then one bilinear
+  ``grid_sample`` gather. The camera rig is fixed within a scene, so the sampling grid of each
+  calibration is computed once and cached.
+* ``"pytorch3d"``: the paper's construction, a 2-triangle mesh textured with Pred_bev through
+  ``TexturesUV`` and rasterised by PyTorch3D (``bevlib.render_p3d``); used where pytorch3d imports.
+
+Pixel convention: OpenCV, pixel (u, v) has its centre at integer coordinates (u = column).
+A pixel is *valid* when its ray points below the horizon and hits the ground inside the grid.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bev import BEVGrid
+
+_GRID_CACHE: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+_GRID_CACHE_SIZE = 32
+_OUTSIDE = -4.0  # grid_sample coordinate far outside [-1, 1]: zero padding for invalid pixels
+
+
+def _as_np(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def ground_hits(K: np.ndarray, ego_T_cam: np.ndarray, image_hw: tuple[int, int]):
+    """Where each pixel's ray meets the ground plane z = 0 of the ego frame.
+
+    Args:
+        K: (N, 3, 3) intrinsics (pixels) for images of size ``image_hw`` = (h, w).
+        ego_T_cam: (N, 4, 4) camera -> ego transforms (metres).
+    Returns:
+        xy: (N, h, w, 2) float64 ego (x, y) metres of the hit (undefined where not ``below``),
+        below: (N, h, w) bool, the ray points downwards (pixel below the horizon).
+    """
+    K = _as_np(K)
+    T = _as_np(ego_T_cam)
+    h, w = image_hw
+    v, u = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    uv1 = np.stack([u, v, np.ones_like(u)], -1)                      # (h, w, 3)
+    rays_cam = np.einsum("nij,hwj->nhwi", np.linalg.inv(K), uv1)     # (N, h, w, 3)
+    rays_ego = np.einsum("nij,nhwj->nhwi", T[:, :3, :3], rays_cam)
+    origin = T[:, None, None, :3, 3]                                 # (N, 1, 1, 3)
+    dz = rays_ego[..., 2]
+    below = dz < -1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(below, -origin[..., 2] / np.where(below, dz, -1.0), np.nan)
+    xy = origin[..., :2] + s[..., None] * rays_ego[..., :2]
+    below &= origin[..., 2] > 0
+    return xy, below
+
+
+def sampling_grid(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid):
+    """The ``grid_sample`` coordinates that render a BEV map of ``grid`` into each camera.
+
+    Cached per calibration (bytes of K and ego_T_cam, image size, grid), because the rig is
+    fixed within a scene and the render then reduces to one gather.
+
+    Args:
+        K: (N, 3, 3), ego_T_cam: (N, 4, 4) numpy or torch; image_hw = (h, w) pixels.
+    Returns:
+        coords: (N, h, w, 2) float32 normalised (gx, gy) (``align_corners=False``), invalid pixels
+        far outside [-1, 1]; valid: (N, h, w) bool.
+    """
+    K = _as_np(K)
+    T = _as_np(ego_T_cam)
+    key = hashlib.sha1(K.tobytes() + T.tobytes() + repr((tuple(image_hw), grid)).encode()).hexdigest()
+    hit = _GRID_CACHE.get(key)
+    if hit is not None:
+        _GRID_CACHE.move_to_end(key)
+        return hit
+    xy, below = ground_hits(K, T, image_hw)
+    valid = below & grid.contains(np.nan_to_num(xy, nan=np.inf))
+    coords = grid.xy_to_normalized(xy)
+    coords[~valid] = _OUTSIDE
+    out = torch.from_numpy(coords.astype(np.float32)), torch.from_numpy(valid)
+    _GRID_CACHE[key] = out
+    if len(_GRID_CACHE) > _GRID_CACHE_SIZE:
+        _GRID_CACHE.popitem(last=False)
+    return out
+
+
+def render_bev(pred_bev: torch.Tensor, K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid,
+               backend: str = "analytic"):
+    """Render BEV maps into the cameras of a rig (busch2026 Sec. III-B: Pred_bev -> Pred_cp).
+
+    Args:
+        pred_bev: (B, C, H, W) float BEV map (logits or probabilities) in the ego frame, rows and
+            columns as documented in :mod:`bevlib.bev`.
+        K: (B, N, 3, 3) intrinsics for images of size ``image_hw`` (pixels), numpy or torch.
+        ego_T_cam: (B, N, 4, 4) camera -> ego transforms (metres).
+        image_hw: (h, w) of the rendered images.
+        grid: the metric extent of ``pred_bev``.
+        backend: ``"analytic"`` or ``"pytorch3d"``.
+    Returns:
+        pred_cp: (B, N, C, h, w), same dtype/device as ``pred_bev``, bilinear samples of the BEV
+            map; 0 at invalid pixels. Differentiable w.r.t. ``pred_bev``.
+        valid: (B, N, h, w) bool, pixels whose ray hits the ground inside the grid.
+    Raises:
+        ValueError: unknown backend or mismatched shapes.
+    """
+    if backend == "pytorch3d":
+        from .render_p3d import render_bev_pytorch3d
+        return render_bev_pytorch3d(pred_bev, K, ego_T_cam, image_hw, grid)
+    if backend != "analytic":
+        raise ValueError(f"render backend must be 'analytic' or 'pytorch3d', got {backend!r}")
+    if pred_bev.dim() != 4:
+        raise ValueError(f"pred_bev must be (B, C, H, W), got shape {tuple(pred_bev.shape)}")
+    B, C = pred_bev.shape[:2]
+    K = _as_np(K)
+    T = _as_np(ego_T_cam)
+    if K.shape[0] != B or T.shape[0] != B or K.shape[1] != T.shape[1]:
+        raise ValueError(f"K {K.shape} and ego_T_cam {T.shape} must be (B={B}, N, ...)")
+    N = K.shape[1]
+    h, w = image_hw
+    coords, valid = [], []
+    for b in range(B):
+        c, v = sampling_grid(K[b], T[b], image_hw, grid)
+        coords.append(c)
+        valid.append(v)
+    coords = torch.stack(coords).to(pred_bev.device, pred_bev.dtype).view(B, N * h, w, 2)
+    valid = torch.stack(valid).to(pred_bev.device)
+    out = F.grid_sample(pred_bev, coords, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.view(B, C, N, h, w).transpose(1, 2), valid

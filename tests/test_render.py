@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from bevlib import geometry as geo
+from bevlib.bev import BEVGrid
+from bevlib.render import ground_hits, render_bev, sampling_grid
+
+FRONT = geo.transform_from([1.70, 0.016, 1.51], [0.4998, -0.5030, 0.4998, -0.4974])  # nuScenes CAM_FRONT
+BACK = geo.transform_from([0.028, 0.003, 1.579], [0.5038, -0.4974, -0.4942, 0.5045])  # nuScenes CAM_BACK
+K = np.array([[160.0, 0, 127.5], [0, 160.0, 71.5], [0, 0, 1]])
+HW = (144, 256)
+
+
+def rig():
+    return np.stack([K, K])[None], np.stack([FRONT, BACK])[None]
+
+
+def test_single_lit_cell_lands_where_projection_says():
+    grid = BEVGrid(H=60, W=30)  # 1 m cells
+    Ks, Ts = rig()
+    for (i, j) in [(15, 15), (20, 10), (45, 18)]:     # ahead, ahead-left, behind
+        bev = torch.zeros(1, 1, 60, 30)
+        bev[0, 0, i, j] = 1.0
+        out, valid = render_bev(bev, Ks, Ts, HW, grid)
+        x, y = grid.cell_centers()[i, j]
+        cam = 0 if x > 0 else 1
+        uv, _, front = geo.project(K, geo.invert(Ts[0, cam]), np.array([[x, y, 0.0]]))
+        assert front[0]
+        img = out[0, cam, 0]
+        v, u = np.unravel_index(int(img.argmax()), img.shape)
+        # the brightest pixel is the one whose ray passes nearest the cell centre: within ~1 pixel
+        assert abs(u - uv[0, 0]) <= 1.5 and abs(v - uv[0, 1]) <= 1.5, (u, v, uv)
+        assert out[0, 1 - cam].abs().max() == 0  # the other camera does not see it
+        assert valid[0, cam, v, u]
+
+
+def test_ground_hits_agree_with_projection():
+    hits, below = ground_hits(K[None], FRONT[None], HW)
+    v, u = 120, 40
+    x, y = hits[0, v, u]
+    uv, _, _ = geo.project(K, geo.invert(FRONT), np.array([[x, y, 0.0]]))
+    np.testing.assert_allclose(uv[0], [u, v], atol=1e-6)
+    assert below[0, v, u] and not below[0, 10, u]  # sky above the horizon is invalid
+
+
+def test_constant_map_renders_constant_on_valid_pixels_and_is_differentiable():
+    grid = BEVGrid(H=60, W=30)
+    Ks, Ts = rig()
+    bev = torch.full((1, 3, 60, 30), 2.0, requires_grad=True)
+    out, valid = render_bev(bev, Ks, Ts, HW, grid)
+    assert out.shape == (1, 2, 3, *HW) and valid.shape == (1, 2, *HW)
+    assert 0.2 < valid.float().mean() < 0.6
+    inner = valid & (torch.nn.functional.max_pool2d((~valid).float(), 3, 1, 1) == 0)  # away from mask edges
+    assert torch.allclose(out[:, :, 0][inner], torch.tensor(2.0))
+    assert (out[:, :, 0][~valid] == 0).all()
+    out.sum().backward()
+    assert bev.grad.abs().sum() > 0
+
+
+def test_sampling_grid_is_cached_per_calibration():
+    grid = BEVGrid(H=60, W=30)
+    a = sampling_grid(K[None], FRONT[None], HW, grid)
+    b = sampling_grid(K[None], FRONT[None], HW, grid)
+    assert a[0] is b[0]
+    c = sampling_grid(K[None], BACK[None], HW, grid)
+    assert c[0] is not a[0]
+
+
+def test_bad_backend_and_shapes():
+    grid = BEVGrid(H=60, W=30)
+    Ks, Ts = rig()
+    with pytest.raises(ValueError, match="backend"):
+        render_bev(torch.zeros(1, 1, 60, 30), Ks, Ts, HW, grid, backend="opengl")
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        render_bev(torch.zeros(1, 60, 30), Ks, Ts, HW, grid)
