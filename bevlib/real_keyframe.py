@@ -37,7 +37,8 @@ CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "C
 #: Height band (metres, ego frame) of "ground" LiDAR returns. The ego origin is on the ground below
 #: the rear axle; on this keyframe the returns within 10 m of the ego have 1st-50th percentile
 #: heights of -0.05 .. 0.01 m, so +-0.15 m keeps the road surface with margin for pitch and
-#: camber and drops curbs (> 0.15 m), vehicles and the sunken gutter returns at -0.3 .. -0.5 m.
+#: camber, and drops curbs, vehicles, and a lower surface 10-28 m to the ego's right at
+#: -0.3 .. -0.5 m that the flat-ground (z = 0) rendering cannot place anyway.
 GROUND_Z_TOL_M = 0.15
 _TINT = np.array([0, 170, 255], dtype=np.float32)      # drivable overlay colour (RGB)
 _TINT_ALPHA = 0.45
@@ -236,7 +237,10 @@ def real_keyframe_check(dataroot=None, out_dir="outputs/real_keyframe", image_wh
     rc = np.round(grid.xy_to_rowcol(pts_ego[ground, :2])).astype(np.int64)
     rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < grid.H) & (rc[:, 1] >= 0) & (rc[:, 1] < grid.W)]
     bev_img[rc[:, 0], rc[:, 1]] = (255, 60, 60)
-    bev_img = np.repeat(np.repeat(bev_img, 4, 0), 4, 1)     # nearest x4: readable, cells stay cells
+    # Nearest upsampling to ~4 px per finest cell, with metric aspect (cells need not be square).
+    dx, dy = grid.cell_size
+    bev_img = np.repeat(np.repeat(bev_img, max(1, round(4 * dx / min(dx, dy))), 0),
+                        max(1, round(4 * dy / min(dx, dy))), 1)
     files["bev"] = str(out_dir / "bev_drivable.png")
     _save_png(bev_img, out_dir / "bev_drivable.png")
 

@@ -155,13 +155,26 @@ def checkpoint_at(run_dir: str | Path, epoch: int) -> Path:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of a run's ``metrics.csv`` with numeric fields as floats."""
+    """Rows of a run's ``metrics.csv`` with numeric fields as numbers."""
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{k: (float(v) if k not in ("phase",) and v not in ("", None) else v) for k, v in r.items()} for r in rows]
+    return [{k: _number(v) for k, v in r.items()} for r in rows]
+
+
+def _number(v: str):
+    """CSV cell -> int, float or the string itself; ints stay ints so rewriting keeps the bytes."""
+    if v in ("", None):
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
 
 
 def _write_metrics(run_dir: Path, rows: list[dict]) -> None:

@@ -56,12 +56,14 @@ class ResNetFeatures(nn.Module):
         self.norm_eval = norm_eval
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) ImageNet-normalised float -> (B, out_channels, ceil(h / stride), ceil(w / stride))."""
         x = self.embedder(images)
         for stage in self.stages:
             x = stage(x)
         return x
 
     def train(self, mode: bool = True):
+        """``nn.Module.train``, except that BatchNorm stays in eval mode when ``norm_eval``."""
         super().train(mode)
         if mode and self.norm_eval:
             for m in self.modules():

@@ -224,7 +224,7 @@ def _xavier(*layers: nn.Linear) -> None:
 
 
 class TemporalSelfAttention(nn.Module):
-    """BEVFormer's temporal self-attention (Li et al. 2022, Sec. 3.4, Eq. 5).
+    """BEVFormer's temporal self-attention (Li et al. 2022, Sec. 3.4).
 
     Every BEV query attends, with deformable attention around its own cell, to two BEV maps: the
     ego-motion-aligned history BEV and the current queries. Offsets and weights are predicted from
@@ -278,7 +278,7 @@ class TemporalSelfAttention(nn.Module):
 
 
 class SpatialCrossAttention(nn.Module):
-    """BEVFormer's spatial cross-attention (Li et al. 2022, Sec. 3.3, Eq. 4).
+    """BEVFormer's spatial cross-attention (Li et al. 2022, Sec. 3.3).
 
     Each query's pillar reference points (Z heights) are projected into every camera; in each
     camera that sees at least one of them ("hit" views), the query reads the image features with
