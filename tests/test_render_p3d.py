@@ -20,10 +20,12 @@ DATAROOT = Path(__file__).resolve().parents[1].parent / "shared" / "nuscenes-key
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 HW = (64, 112)
 GRID = BEVGrid()                  # busch2026 Sec. IV-A: 60 m x 30 m, 150 x 150
-# Tolerances from the measurement on the real rig at 64 x 112 (see the report in the PR): max abs
-# difference ~1e-5 on values in [0, 1] (float32 UV interpolation); the masks differ only on pixels
-# whose centre lies within float32 rounding of the mesh outline.
-VALUE_ATOL = 1e-3
+# Tolerances from the measurement on the real rig at 64 x 112: max abs difference 8e-4 (smooth)
+# and 1.7e-3 (one-hot) on values in [0, 1], mean 1e-5; masks identical. The residual is float32
+# perspective-correct UV interpolation in PyTorch3D near the horizon: 1.7e-3 of a one-hot class
+# step is 1/600 of a BEV cell (0.3 mm). A half-pixel convention slip gives max 0.49, mean 0.04.
+VALUE_ATOL = 5e-3
+MEAN_ATOL = 1e-4
 MAX_MASK_MISMATCH = 0.002
 
 
@@ -116,7 +118,7 @@ def test_backends_agree(kind):
     assert r["p"].shape == (bev.shape[0], 6, bev.shape[1]) + HW and r["vp"].shape == (bev.shape[0], 6) + HW
     assert r["vp"].dtype == torch.bool
     assert r["n_valid"] > 0.2 * r["va"].numel()           # the ground fills the lower image half
-    assert r["max_abs"] < VALUE_ATOL
+    assert r["max_abs"] < VALUE_ATOL and r["mean_abs"] < MEAN_ATOL
     assert r["mismatch_frac"] < MAX_MASK_MISMATCH
     assert r["mismatch_off_edge"] == 0
     assert (r["p"][~r["vp"].unsqueeze(2).expand_as(r["p"])] == 0).all()   # invalid pixels are 0

@@ -1,101 +1,143 @@
-"""The trainer on a tiny in-memory dataset: metrics log, checkpoints, reuse and resume."""
+"""The trainer: metrics log, checkpoints, reuse, resume after SIGKILL, corrupt checkpoints,
+loss-spike rollback."""
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bevlib import geometry as geo
-from bevlib.bev import BEVGrid
-from bevlib.data.dataset import KeyframeStore
-from bevlib.train import TrainConfig, load_checkpoint, read_metrics, train
+from fakes import GRID, MODEL, TRAIN, VAL, FakeStore, factory
+from bevlib.train import (CheckpointError, TrainConfig, checkpoint_at, latest_checkpoint, load_checkpoint,
+                          read_metrics, train)
 
-GRID = BEVGrid(H=24, W=12)
-HW = (48, 88)
-MODEL = {"backbone": "tiny", "embed_dim": 16, "num_layers": 1, "query_hw": [12, 6], "out_hw": [24, 12]}
+HERE = Path(__file__).resolve().parent
 
 
-class FakeStore(KeyframeStore):
-    """Six keyframes of two 'scenes' with a fixed rig, random images and simple labels."""
-
-    def __init__(self):
-        rng = np.random.default_rng(0)
-        K = geo.scale_intrinsics(np.array([[1266.0, 0, 816], [0, 1266, 491], [0, 0, 1]]), (1600, 900), HW[::-1])
-        yaws = [0, np.pi / 3, 2 * np.pi / 3, np.pi, -2 * np.pi / 3, -np.pi / 3]
-        T = np.stack([geo.se2(0, 0, a) @ geo.transform_from([1.5, 0, 1.5], [0.5, -0.5, 0.5, -0.5]) for a in yaws])
-        self._items = {}
-        for s in range(2):
-            for k in range(3):
-                tok = f"s{s}k{k}"
-                gt = np.zeros((GRID.H, GRID.W), np.uint8)
-                gt[:, 5 + k % 2] = 2
-                gt[:, [1, 10]] = 1
-                self._items[tok] = {
-                    "images": rng.integers(0, 255, (6, *HW, 3), dtype=np.uint8),
-                    "K": np.repeat(K[None], 6, 0).astype(np.float32), "ego_T_cam": T.astype(np.float32),
-                    "bev_gt": gt, "has_bev_gt": True, "prev_token": f"s{s}k{k-1}" if k else "",
-                    "curr_T_prev": geo.invert(geo.se2(5.0, 0, 0)).astype(np.float32),
-                    "pseudo": rng.integers(0, 14, (6, *HW), dtype=np.uint8),
-                }
-
-    def get(self, token):
-        return self._items[token]
-
-
-def factory(cfg):
-    from bevlib.models.bevformer import BEVFormerConfig, build_bevformer
-    return build_bevformer(BEVFormerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
-
-
-TRAIN = ["s0k0", "s0k1", "s0k2", "s1k0"]
-VAL = ["s1k1", "s1k2"]
+def run(tmp, cfg, store=None, name="run", tokens=TRAIN):
+    return train(factory, MODEL, cfg, store or FakeStore(), tokens, VAL, tmp, name, GRID, progress=False)
 
 
 @pytest.mark.parametrize("mode,temporal", [("supervised", False), ("pretrain", True)])
 def test_train_writes_metrics_checkpoints_and_reuses(tmp_path, mode, temporal):
-    store = FakeStore()
-    cfg = TrainConfig(mode=mode, temporal=temporal, epochs=2, batch_size=2, lr=1e-3)
-    run = train(factory, MODEL, cfg, store, TRAIN, VAL, tmp_path, "run", GRID, progress=False)
-    rows = read_metrics(run)
+    cfg = TrainConfig(mode=mode, temporal=temporal, epochs=2, batch_size=3, lr=1e-3)
+    d = run(tmp_path, cfg)
+    rows = read_metrics(d)
     assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
     assert all(np.isfinite(r["train_loss"]) for r in rows) and "miou60" in rows[0]
     if temporal:
         assert rows[0]["loss_prev"] > 0
-    ck = load_checkpoint(run / "checkpoints" / "epoch_002.pt")
-    assert ck["epoch"] == 2 and ck["step"] == 4
-    assert (run / "done.json").exists()
-    mtime = (run / "metrics.csv").stat().st_mtime_ns
-    assert train(factory, MODEL, cfg, store, TRAIN, VAL, tmp_path, "run", GRID, progress=False) == run
-    assert (run / "metrics.csv").stat().st_mtime_ns == mtime   # reused, not retrained
+    ck = load_checkpoint(checkpoint_at(d, 2))
+    assert ck["epoch"] == 2 and ck["step"] == 4 and ck["batch"] == 0
+    assert (d / "done.json").exists()
+    mtime = (d / "metrics.csv").stat().st_mtime_ns
+    assert run(tmp_path, cfg) == d
+    assert (d / "metrics.csv").stat().st_mtime_ns == mtime   # reused, not retrained
 
 
-def test_resume_gives_identical_metrics(tmp_path):
-    store = FakeStore()
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    worker = [sys.executable, str(HERE / "train_worker.py")]
+    ref = subprocess.run(worker + [str(tmp_path / "ref"), "pretrain"], env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_dir = next((tmp_path / "ref").iterdir())
+    # start again in a fresh directory and kill it mid-epoch, right after a mid-epoch checkpoint
+    p = subprocess.Popen(worker + [str(tmp_path / "killed"), "pretrain"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    ckdir = None
+    while time.time() < deadline:
+        dirs = list((tmp_path / "killed").glob("run-*/checkpoints"))
+        if dirs and any(int(c.stem.split("_")[1]) == 4 for c in dirs[0].glob("step_*.pt")):
+            ckdir = dirs[0]
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ckdir is not None, "the worker never wrote the step-4 checkpoint"
+    killed_dir = ckdir.parent
+    assert not (killed_dir / "done.json").exists()
+    assert latest_checkpoint(killed_dir) is not None
+    res = subprocess.run(worker + [str(tmp_path / "killed"), "pretrain"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert killed_dir.name == ref_dir.name
+    assert (killed_dir / "metrics.csv").read_bytes() == (ref_dir / "metrics.csv").read_bytes()
+
+
+def test_corrupt_latest_checkpoint_falls_back_with_warning(tmp_path):
+    cfg = TrainConfig(mode="supervised", epochs=2, batch_size=2, lr=1e-3, checkpoint_every_steps=1)
+    d = run(tmp_path / "a", cfg)
+    ref = (d / "metrics.csv").read_bytes()
+    # pretend the run died: keep checkpoints up to step 4, truncate the newest one
+    (d / "done.json").unlink()
+    for c in (d / "checkpoints").glob("step_*.pt"):
+        if int(c.stem.split("_")[1]) > 4:
+            c.unlink()
+    (d / "checkpoints" / "epoch_002.pt").unlink()
+    newest = latest_checkpoint(d)
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(newest)
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        run(tmp_path / "a", cfg)
+    assert (d / "metrics.csv").read_bytes() == ref
+
+
+def test_flipped_bytes_fail_the_checksum(tmp_path):
+    d = run(tmp_path, TrainConfig(mode="supervised", epochs=1, batch_size=3))
+    path = checkpoint_at(d, 1)
+    ck = torch.load(path, weights_only=True)
+    k = next(iter(ck["model"]))
+    ck["model"][k] = ck["model"][k] + 1.0      # silently altered weights, valid file
+    torch.save(ck, path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    cfg = TrainConfig(mode="supervised", epochs=1, batch_size=3)
+    d = run(tmp_path, cfg)
+    (d / "done.json").unlink()
+    ck = torch.load(latest_checkpoint(d), weights_only=True)
+    ck["config_hash"] = "0123456789ab"
+    from bevlib.train import save_checkpoint
+    save_checkpoint(latest_checkpoint(d), ck)
+    with pytest.raises(CheckpointError, match="belongs to config '0123456789ab'"):
+        run(tmp_path, cfg)
+
+
+def test_poisoned_batch_rolls_back_and_recovers(tmp_path):
     cfg = TrainConfig(mode="supervised", epochs=3, batch_size=2, lr=1e-3)
-    full = train(factory, MODEL, cfg, store, TRAIN, VAL, tmp_path / "a", "run", GRID, progress=False)
-    ref = (full / "metrics.csv").read_text()
-    # simulate a run stopped after epoch 1: drop later checkpoints, the done marker and later rows
-    part = tmp_path / "b" / full.name
-    shutil.copytree(full, part)
-    (part / "done.json").unlink()
-    for e in (2, 3):
-        (part / "checkpoints" / f"epoch_{e:03d}.pt").unlink()
-    resumed = train(factory, MODEL, cfg, store, TRAIN, VAL, tmp_path / "b", "run", GRID, progress=False)
-    assert resumed == part
-    strip = lambda text: [",".join(c for i, c in enumerate(l.split(",")) if i != idx) for l in text.splitlines()
-                          for idx in [text.splitlines()[0].split(",").index("epoch_seconds")]]
-    assert strip((resumed / "metrics.csv").read_text()) == strip(ref)
+    clean = read_metrics(run(tmp_path / "clean", cfg))
+    d = run(tmp_path / "poisoned", cfg, store=FakeStore(poison={"s1k1"}))
+    rows = read_metrics(d)
+    events = (d / "events.jsonl").read_text().splitlines()
+    assert len(events) == 3                        # one poisoned batch per epoch, each rolled back
+    assert all("non-finite" in r["events"] for r in rows)
+    assert all(np.isfinite(r["train_loss"]) for r in rows)
+    # recovered: within 10 % of the unpoisoned run's final training loss (it lost 1 of 3 batches
+    # an epoch) and within 10 pp of its validation mIoU60
+    assert abs(rows[-1]["train_loss"] - clean[-1]["train_loss"]) < 0.1 * clean[-1]["train_loss"]
+    assert abs(rows[-1]["miou60"] - clean[-1]["miou60"]) < 10.0
+    # without the guard the same data destroys the run
+    from bevlib.train import TrainingDiverged
+    with pytest.raises(TrainingDiverged):
+        run(tmp_path / "noguard", TrainConfig(mode="supervised", epochs=3, batch_size=2, max_rollbacks=0),
+            store=FakeStore(poison={"s1k1"}))
 
 
 def test_two_phase_starts_from_checkpoint(tmp_path):
-    store = FakeStore()
-    pre = train(factory, MODEL, TrainConfig(mode="pretrain", epochs=1), store, TRAIN, VAL, tmp_path, "pre", GRID,
-                progress=False)
-    ft = train(factory, MODEL, TrainConfig(mode="supervised", epochs=1, init_from=str(pre / "checkpoints" / "epoch_001.pt"),
-                                           step_offset=2), store, TRAIN[:2], VAL, tmp_path, "ft", GRID, progress=False)
+    pre = run(tmp_path, TrainConfig(mode="pretrain", epochs=1, batch_size=3), name="pre")
+    ft = run(tmp_path, TrainConfig(mode="supervised", epochs=1, batch_size=3, init_from=str(checkpoint_at(pre, 1)),
+                                   step_offset=2), name="ft", tokens=TRAIN[:3])
     rows = read_metrics(ft)
     assert rows[0]["epoch"] == 0 and rows[0]["total_step"] == 2      # the pretrained model, evaluated
     assert rows[1]["total_step"] == 3
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        train(factory, MODEL, TrainConfig(mode="supervised", epochs=1, init_from=str(tmp_path / "nope.pt")),
-              store, TRAIN, VAL, tmp_path, "ft2", GRID, progress=False)
+        run(tmp_path, TrainConfig(mode="supervised", epochs=1, init_from=str(tmp_path / "nope.pt")), name="ft2")

@@ -1,0 +1,311 @@
+"""Benchmarks. ``python -m bevlib.bench render``: speed of the BEV -> camera renderer.
+
+busch2026 renders the predicted BEV map into the six cameras at every training step (Sec. III-B),
+so the renderer sits on the training hot path. The camera rig is fixed within a scene, so the
+analytic backend caches each rig's sampling grid and a render is one ``grid_sample`` gather
+(:func:`bevlib.render.render_bev`). This benchmark measures, side by side in one process:
+
+* ``floor``: a bare ``torch.nn.functional.grid_sample`` on a precomputed grid: the least any
+  gather-based renderer can cost;
+* ``analytic``: the public API, :func:`bevlib.render.render_bev` (hot: the rig's grid is cached);
+* ``pytorch3d``: ``render_bev(..., backend="pytorch3d")``, the paper's mesh rasteriser, where
+  pytorch3d imports ("unavailable" otherwise).
+
+Setting (busch2026 Sec. IV-A): the real nuScenes camera rig (:data:`bevlib.data.world.NUSCENES_RIG`)
+at 288 x 512 pixels, 6 cameras, C in {4 (background + 3 map classes), 13}, BEV 150 x 150 and
+200 x 200, forward and forward + backward, batch 1, ``torch.set_num_threads(2)``. Methods are timed
+round-robin within each repeat, so load from other processes hits all of them alike; each number
+is the median of ``repeats`` runs after ``warmup`` runs. Targets reported against (not enforced):
+analytic <= 1.5 x the floor, and >= 10 x faster than PyTorch3D.
+
+The JSON goes to ``outputs/bench/render.json`` (atomic write) unless ``--out`` says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import render
+from .bev import BEVGrid
+from .geometry import scale_intrinsics, transform_from
+from .io import atomic_write_text
+from .paths import outputs_dir
+
+#: busch2026 Sec. IV-A image size (h, w) and the quick (test) size.
+IMAGE_HW = (288, 512)
+QUICK_IMAGE_HW = (72, 128)
+TARGET_ANALYTIC_OVER_FLOOR = 1.5
+TARGET_PYTORCH3D_OVER_ANALYTIC = 10.0
+SCHEMA_VERSION = 1
+UNAVAILABLE = "unavailable"
+
+
+def nuscenes_rig(image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The real nuScenes 6-camera rig (v1.0-mini calibration) scaled to ``image_hw``.
+
+    Returns: K (6, 3, 3) float64 pixels for (h, w) images; ego_T_cam (6, 4, 4) float64 metres,
+    cameras in :data:`bevlib.data.world.CAMERA_NAMES` order.
+    """
+    from .data.world import CAMERA_NAMES, NUSCENES_RIG, RIG_IMAGE_WH
+
+    h, w = image_hw
+    K = np.stack([scale_intrinsics(np.asarray(NUSCENES_RIG[c]["camera_intrinsic"]), RIG_IMAGE_WH, (w, h))
+                  for c in CAMERA_NAMES])
+    T = np.stack([transform_from(NUSCENES_RIG[c]["translation"], NUSCENES_RIG[c]["rotation"]) for c in CAMERA_NAMES])
+    return K, T
+
+
+def _pytorch3d_status() -> str:
+    """"available <version>" or "unavailable: <why>" (the ImportError's text)."""
+    from .render_p3d import _import_pytorch3d
+
+    try:
+        _import_pytorch3d()
+        import pytorch3d
+    except ImportError as e:
+        return f"{UNAVAILABLE}: {e}"
+    return f"available {getattr(pytorch3d, '__version__', '?')}"
+
+
+def _clear_render_caches() -> None:
+    render._GRID_CACHE.clear()
+    render._BATCH_CACHE.clear()
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(1e3 * statistics.median(samples), 3)
+
+
+def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor, pass_: str,
+          repeats: int, warmup: int, with_p3d: bool, seed: int) -> dict:
+    """Time one (channels, BEV size, pass) case for every method; see :func:`bench_render`."""
+    h, w = image_hw
+    N = K.shape[1]
+    grid = BEVGrid(H=S, W=S)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, C, S, S, generator=gen)
+    backward = pass_ == "forward+backward"
+    if backward:
+        x.requires_grad_(True)
+    # The floor's grid comes from the same cache entry the analytic backend uses, so both gather
+    # with identical coordinates and their outputs must agree bit for bit.
+    floor_grid = torch.stack([render.sampling_grid(K[b], T[b], image_hw, grid)[0] for b in range(batch)])
+    floor_grid = floor_grid.view(batch, N * h, w, 2).contiguous()
+    # Random upstream gradients (not ones) so a wrong gather shows up as a wrong input gradient.
+    g_analytic = torch.randn(batch, N, C, h, w, generator=gen)
+    g_floor = g_analytic.transpose(1, 2).reshape(batch, C, N * h, w)
+
+    def floor():
+        return F.grid_sample(x, floor_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def analytic():
+        return render.render_bev(x, K, T, image_hw, grid)[0]
+
+    def p3d():
+        return render.render_bev(x, K, T, image_hw, grid, backend="pytorch3d")[0]
+
+    methods = {"floor": (floor, g_floor), "analytic": (analytic, g_analytic)}
+    if with_p3d:
+        methods["pytorch3d"] = (p3d, g_analytic)
+
+    def run(name):
+        fn, g = methods[name]
+        out = fn()
+        if backward:
+            out.backward(g)
+            grad, x.grad = x.grad, None
+            return out.detach(), grad
+        return out, None
+
+    results = {}
+    errors = {}
+    for name in list(methods):
+        try:
+            for _ in range(warmup):
+                run(name)
+            results[name] = run(name)  # kept for the equality check
+        except Exception as e:  # a broken pytorch3d build fails here, not at import
+            if name != "pytorch3d":
+                raise
+            errors[name] = f"{UNAVAILABLE}: {type(e).__name__}: {e}"
+            del methods[name]
+    samples = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name in methods:
+            t0 = time.perf_counter()
+            run(name)
+            samples[name].append(time.perf_counter() - t0)
+
+    out_a, grad_a = results["analytic"]
+    out_f, grad_f = results["floor"]
+    out_f = out_f.view(batch, C, N, h, w).transpose(1, 2)
+    row = {
+        "channels": C, "bev_hw": [S, S], "pass": pass_,
+        "floor_ms": _median_ms(samples["floor"]),
+        "analytic_ms": _median_ms(samples["analytic"]),
+        "floor_min_ms": round(1e3 * min(samples["floor"]), 3),
+        "analytic_min_ms": round(1e3 * min(samples["analytic"]), 3),
+        "analytic_equals_floor": bool(torch.equal(out_a, out_f)),
+    }
+    if backward:
+        row["analytic_grad_equals_floor"] = bool(torch.equal(grad_a, grad_f))
+    row["analytic_over_floor"] = round(row["analytic_ms"] / row["floor_ms"], 3)
+    row["meets_floor_target"] = row["analytic_over_floor"] <= TARGET_ANALYTIC_OVER_FLOOR
+    if "pytorch3d" in methods:
+        row["pytorch3d_ms"] = _median_ms(samples["pytorch3d"])
+        row["pytorch3d_over_analytic"] = round(row["pytorch3d_ms"] / row["analytic_ms"], 2)
+        row["meets_pytorch3d_target"] = row["pytorch3d_over_analytic"] >= TARGET_PYTORCH3D_OVER_ANALYTIC
+    else:
+        why = errors.get("pytorch3d", UNAVAILABLE)
+        row["pytorch3d_ms"] = row["pytorch3d_over_analytic"] = row["meets_pytorch3d_target"] = why
+    if not backward:
+        # The one-off cost of a rig the cache has not seen (first step of a new calibration).
+        cold = []
+        for _ in range(max(1, min(3, repeats))):
+            _clear_render_caches()
+            t0 = time.perf_counter()
+            analytic()
+            cold.append(time.perf_counter() - t0)
+        row["analytic_cold_ms"] = _median_ms(cold)
+    return row
+
+
+def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: tuple[int, int] = IMAGE_HW,
+                 channels=(4, 13), bev_sizes=(150, 200), passes=("forward", "forward+backward"),
+                 threads: int = 2, pytorch3d: bool = True, quick: bool = False, seed: int = 0) -> dict:
+    """Time the renderer backends against the bare ``grid_sample`` floor (see the module doc).
+
+    Args:
+        repeats: timed runs per method and case (the median is reported; use >= 10).
+        warmup: untimed runs per method and case first (fills caches, allocator, thread pool).
+        batch: B, the number of keyframes rendered per call (all with the same rig).
+        image_hw: (h, w) pixels per camera; 6 cameras.
+        channels / bev_sizes / passes: the cases; ``bev_sizes`` are square BEV grids of the
+            busch2026 extent (+-30 m longitudinal, +-15 m lateral).
+        threads: ``torch.set_num_threads`` for the run (restored afterwards).
+        pytorch3d: also time the PyTorch3D backend where it imports.
+        quick: only recorded in the result (the caller picks the small settings).
+        seed: seeds the BEV maps and upstream gradients.
+    Returns: the JSON-ready dict described in :func:`main` (``results``: one row per case).
+    Raises: ValueError for repeats < 1, warmup < 0, batch < 1 or an unknown pass name.
+    """
+    if repeats < 1 or warmup < 0 or batch < 1:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, batch >= 1; got {repeats}, {warmup}, {batch}")
+    bad = [p for p in passes if p not in ("forward", "forward+backward")]
+    if bad:
+        raise ValueError(f"unknown pass {bad[0]!r}; use 'forward' or 'forward+backward'")
+    p3d_status = _pytorch3d_status() if pytorch3d else f"{UNAVAILABLE}: not requested (--no-pytorch3d)"
+    with_p3d = p3d_status.startswith("available")
+    K, T = nuscenes_rig(image_hw)
+    # Float32 tensors, as a training batch delivers them (render_bev's key building is timed too).
+    Kt = torch.as_tensor(K, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
+    Tt = torch.as_tensor(T, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = [_case(C, S, batch, tuple(image_hw), Kt, Tt, p, repeats, warmup, with_p3d, seed)
+                for C in channels for S in bev_sizes for p in passes]
+    finally:
+        torch.set_num_threads(old_threads)
+    ratios = [r["analytic_over_floor"] for r in rows]
+    p3d_ratios = [r["pytorch3d_over_analytic"] for r in rows if not isinstance(r["pytorch3d_over_analytic"], str)]
+    summary = {
+        "max_analytic_over_floor": max(ratios),
+        "meets_floor_target": all(r["meets_floor_target"] for r in rows),
+        "min_pytorch3d_over_analytic": min(p3d_ratios) if p3d_ratios else UNAVAILABLE,
+        "meets_pytorch3d_target": (all(x >= TARGET_PYTORCH3D_OVER_ANALYTIC for x in p3d_ratios)
+                                   if p3d_ratios else UNAVAILABLE),
+        "all_outputs_equal": all(r["analytic_equals_floor"] for r in rows),
+    }
+    return {
+        "benchmark": "render",
+        "schema_version": SCHEMA_VERSION,
+        "config": {"batch": batch, "cameras": int(K.shape[0]), "image_hw": list(image_hw),
+                   "channels": list(channels), "bev_sizes": list(bev_sizes), "passes": list(passes),
+                   "repeats": repeats, "warmup": warmup, "threads": threads, "quick": quick,
+                   "statistic": "median over repeats, ms; methods timed round-robin in one process",
+                   "bev_extent_m": {"x": [-30.0, 30.0], "y": [-15.0, 15.0]}},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "platform": platform.platform(), "machine": platform.machine(),
+                        "processor": platform.processor() or platform.machine(),
+                        "cpu_count": __import__("os").cpu_count(), "pytorch3d": p3d_status},
+        "targets": {"analytic_over_floor_max": TARGET_ANALYTIC_OVER_FLOOR,
+                    "pytorch3d_over_analytic_min": TARGET_PYTORCH3D_OVER_ANALYTIC},
+        "results": rows,
+        "summary": summary,
+    }
+
+
+def format_table(result: dict) -> str:
+    """The benchmark as a fixed-width text table (one line per case, then the targets)."""
+    def fmt(v, spec):
+        return v.split(":")[0] if isinstance(v, str) else format(v, spec)
+
+    cfg = result["config"]
+    head = (f"render benchmark: {cfg['cameras']} cameras x {cfg['image_hw'][0]}x{cfg['image_hw'][1]}, batch "
+            f"{cfg['batch']}, {cfg['threads']} threads, median of {cfg['repeats']} (ms); "
+            f"pytorch3d: {result['environment']['pytorch3d']}")
+    cols = f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'cold':>8} " \
+           f"{'pytorch3d':>11} {'p3d/an':>8} {'equal':>6}"
+    lines = [head, cols, "-" * len(cols)]
+    for r in result["results"]:
+        bev = f"{r['bev_hw'][0]}x{r['bev_hw'][1]}"
+        lines.append(f"{r['channels']:>3} {bev:>8} {r['pass']:>17} {r['floor_ms']:>9.2f} {r['analytic_ms']:>9.2f} "
+                     f"{r['analytic_over_floor']:>9.3f} {fmt(r.get('analytic_cold_ms', '-'), '.1f'):>8} "
+                     f"{fmt(r['pytorch3d_ms'], '.1f'):>11} {fmt(r['pytorch3d_over_analytic'], '.1f'):>8} "
+                     f"{str(r['analytic_equals_floor']):>6}")
+    s = result["summary"]
+    t = result["targets"]
+    lines.append(f"targets: analytic <= {t['analytic_over_floor_max']} x floor -> max {s['max_analytic_over_floor']:.3f} "
+                 f"({'met' if s['meets_floor_target'] else 'NOT met'}); pytorch3d >= {t['pytorch3d_over_analytic_min']} x "
+                 f"analytic -> min {fmt(s['min_pytorch3d_over_analytic'], '.1f')} "
+                 f"({s['meets_pytorch3d_target'] if isinstance(s['meets_pytorch3d_target'], str) else ('met' if s['meets_pytorch3d_target'] else 'NOT met')})")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """CLI: ``python -m bevlib.bench render [--repeats N] [--out PATH] [--quick] [--batch B]``.
+
+    Writes the result JSON (atomically) and prints the table. JSON keys: ``benchmark``,
+    ``schema_version``, ``config``, ``environment`` (``pytorch3d``: "available <v>" or
+    "unavailable: <why>"), ``targets``, ``results`` (per case: ``channels``, ``bev_hw``, ``pass``,
+    ``floor_ms``, ``analytic_ms``, ``analytic_over_floor``, ``pytorch3d_ms`` (number or
+    "unavailable..."), ``pytorch3d_over_analytic``, ``analytic_equals_floor`` (bitwise), forward rows
+    also ``analytic_cold_ms`` (first render of an uncached rig), backward rows
+    ``analytic_grad_equals_floor``), ``summary``.
+    """
+    ap = argparse.ArgumentParser(prog="python -m bevlib.bench", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("render", help="BEV -> camera renderer: analytic vs grid_sample floor vs PyTorch3D")
+    r.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 15; 3 with --quick)")
+    r.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3; 1 with --quick)")
+    r.add_argument("--batch", type=int, default=1, help="keyframes per render call (default 1)")
+    r.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    r.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/render.json)")
+    r.add_argument("--quick", action="store_true",
+                   help=f"small images ({QUICK_IMAGE_HW[0]}x{QUICK_IMAGE_HW[1]}) and few repeats, for tests")
+    r.add_argument("--no-pytorch3d", action="store_true", help="skip the PyTorch3D backend")
+    a = ap.parse_args(argv)
+    repeats = a.repeats if a.repeats is not None else (3 if a.quick else 15)
+    warmup = a.warmup if a.warmup is not None else (1 if a.quick else 3)
+    result = bench_render(repeats=repeats, warmup=warmup, batch=a.batch, threads=a.threads,
+                          image_hw=QUICK_IMAGE_HW if a.quick else IMAGE_HW, pytorch3d=not a.no_pytorch3d,
+                          quick=a.quick)
+    out = Path(a.out) if a.out else outputs_dir("bench", "render.json")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
