@@ -252,3 +252,22 @@ def real_keyframe_check(dataroot=None, out_dir="outputs/real_keyframe", image_wh
     files["json"] = str(out_dir / "agreement.json")
     atomic_write_text(out_dir / "agreement.json", json.dumps(result, indent=1))
     return result
+
+
+def main(argv=None) -> int:
+    """``python -m bevlib.real_keyframe [--dataroot D] [--out O]``: run the check, print the rates."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Render the real keyframe's drivable area into its 6 cameras "
+                                             "and measure agreement with the LiDAR ground returns.")
+    ap.add_argument("--dataroot", default=None, help="nuScenes keyframe root (default: ../shared/nuscenes-keyframe)")
+    ap.add_argument("--out", default="outputs/real_keyframe", help="output directory for overlays and agreement.json")
+    args = ap.parse_args(argv)
+    res = real_keyframe_check(dataroot=args.dataroot, out_dir=args.out)
+    print(json.dumps({k: v for k, v in res.items() if k != "files"}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

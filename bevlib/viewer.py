@@ -422,15 +422,16 @@ def _bev_layers(view: SampleView, state: ViewState, grid: BEVGrid, all_layers: b
     from .experiments.busch2026 import lift_to_bev
 
     out = {}
-    if view.bev_gt is not None and (all_layers or state.layer_on("bev_gt")):
-        out["BEV ground truth"] = view.bev_gt
-    if view.bev_pred is not None and (all_layers or state.layer_on("bev_pred")):
-        out["BEV prediction"] = view.bev_pred
+    # Pseudo-label first: drawn lowest, as in the camera panel, so the map layers stay readable.
     if view.pseudo is not None and (all_layers or state.layer_on("pseudo")):
         lifted = view._rendered.get("_pseudo_bev")
         if lifted is None:
             lifted = view._rendered["_pseudo_bev"] = lift_to_bev(view.pseudo, view.K, view.ego_T_cam, grid)
         out["pseudo-label (on the ground)"] = lifted
+    if view.bev_gt is not None and (all_layers or state.layer_on("bev_gt")):
+        out["BEV ground truth"] = view.bev_gt
+    if view.bev_pred is not None and (all_layers or state.layer_on("bev_pred")):
+        out["BEV prediction"] = view.bev_pred
     return out
 
 
@@ -456,15 +457,16 @@ def bev_hover_text(grid: BEVGrid, layers: dict) -> np.ndarray:
     return text
 
 
-def bev_figure(view: SampleView, state: ViewState, grid: BEVGrid, height: int = 640):
+def bev_figure(view: SampleView, state: ViewState, grid: BEVGrid, height: int = 580):
     """The BEV panel of a keyframe.
 
     Plot axes are metric ego coordinates: the horizontal axis is y (metres, +y = left drawn on the
     left, so the map reads like a driver-up view), the vertical axis is x (metres, forward up).
     Traces, bottom to top: ``"bev cells"`` (always present; a dark heatmap that carries the hover
     text of :func:`bev_hover_text` and receives clicks), one class heatmap per visible BEV layer
-    (``"BEV ground truth"``, ``"BEV prediction"``, ``"pseudo-label (on the ground)"``; background
-    and IGNORE transparent), ``"lidar"`` (top view), the frustum footprints (``"frustum CAM_*"``),
+    (``"pseudo-label (on the ground)"`` -- the camera pseudo-labels lifted onto z = 0 by
+    :func:`bevlib.experiments.busch2026.lift_to_bev` --, ``"BEV ground truth"``,
+    ``"BEV prediction"``; background and IGNORE transparent), ``"lidar"`` (top view), the frustum footprints (``"frustum CAM_*"``),
     ``"ego"`` and ``"picked cell"``.
 
     Returns: plotly ``go.Figure``.
@@ -945,7 +947,9 @@ def viewer_params(namespace: dict | None = None, environ=None) -> ViewerParams:
     from .params import collect
 
     env = os.environ if environ is None else environ
-    base = collect(namespace, ViewerParams) if namespace is not None else ViewerParams()
+    # A re-run notebook holds its own results (``P``, ``viewer``) in the same globals.
+    own = tuple(k for k, v in (namespace or {}).items() if isinstance(v, (ViewerParams, BEVViewer)))
+    base = collect(namespace, ViewerParams, exclude=own) if namespace is not None else ViewerParams()
     values = {f.name: getattr(base, f.name) for f in fields(ViewerParams)}
     for f in fields(ViewerParams):
         key = "BEVLIB_VIEWER_" + f.name.upper()
@@ -1064,7 +1068,8 @@ class BEVViewer:
         layers = W.VBox([W.HTML("<b>layers</b>")] + rows + [self.w_lidar_color, self.w_frustums])
         pick = W.VBox([W.HTML("<b>picked BEV cell</b>"), self.w_pick, self.w_clear])
         controls = W.HBox([nav, layers, pick], layout=W.Layout(grid_gap="18px", flex_flow="row wrap"))
-        self.widget = W.VBox([controls, self.w_notes, W.HBox([self.fig_bev, self.fig_cam]), self.w_status])
+        figs = W.HBox([self.fig_bev, self.fig_cam], layout=W.Layout(flex_flow="row wrap"))
+        self.widget = W.VBox([controls, self.w_notes, figs, self.w_status])
         self.widget.add_class("bevlib-viewer")
 
     # -- events --------------------------------------------------------------------------------
@@ -1155,9 +1160,17 @@ class BEVViewer:
         # Traces differ in number and kind between states; rebuilding the trace list of the same
         # FigureWidget keeps its view in the page (no flicker of a new widget) and its zoom
         # (uirevision).
+        from copy import deepcopy
+
         fw.data = ()
         fw.layout = fig.layout
         fw.add_traces(list(fig.data))
+        # plotly's FigureWidget only syncs its full state (_widget_data / _widget_layout) at
+        # construction and when displayed on its own; the edits above are one-shot messages that a
+        # view created later (a FigureWidget inside a container, a voila page rendered after the
+        # kernel ran) never sees. Syncing the state keeps such views complete.
+        fw._widget_data = deepcopy(fw._data)
+        fw._widget_layout = deepcopy(fw._layout_obj._props)
 
     def _pick_text(self, view: SampleView) -> str:
         if self.state.picked is None:

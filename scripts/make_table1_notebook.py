@@ -1,5 +1,9 @@
 """Writes notebooks/table1.ipynb (kept as code so the notebook stays thin and reviewable)."""
+import dataclasses
+
 import nbformat as nbf
+
+from bevlib.experiments.busch2026 import Table1Params
 
 nb = nbf.v4.new_notebook()
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -11,37 +15,25 @@ cells.append(nbf.v4.new_markdown_cell(
     "(a synthetic nuScenes-format dataset generated on first use) on a CPU; set `dataroot` to real "
     "nuScenes, or run with `-f params/table1/paper.yaml` on a GPU, for the paper's setting.\n\n"
     "Run headless: `papermill notebooks/table1.ipynb out.ipynb -f params/table1/smoke.yaml`."))
-params = nbf.v4.new_code_cell(
-    "# Parameters (papermill overrides these; defaults = the embedded-default preset)\n"
-    "dataroot = None            # None: the embedded world; or a path to nuScenes\n"
-    "version = \"v1.0-mini\"\n"
-    "world_seed = 0\n"
-    "world_scenes = 6\n"
-    "world_keyframes = 16\n"
-    "labeler = \"synthetic\"     # or \"mask2former\" with mask2former_weights (local path)\n"
-    "pseudo_noise = 0.1\n"
-    "mask2former_weights = None\n"
-    "image_wh = [224, 128]      # paper: [512, 288]\n"
-    "bev_hw = [120, 60]         # paper: [150, 150]\n"
-    "query_hw = [30, 15]        # paper: [150, 150]\n"
-    "line_width_m = 0.6\n"
-    "backbone = \"tiny\"         # paper: resnet-50\n"
-    "backbone_weights = None\n"
-    "embed_dim = 32\n"
-    "num_layers = 1\n"
-    "epochs = 6                 # paper: 30\n"
-    "batch_size = 2             # paper: 6\n"
-    "lr = 1e-3\n"
-    "pretrain_lengths = [1, 3, 5]\n"
-    "no_temp_lengths = [1]\n"
-    "finetune_halved_epochs = 6\n"
-    "bev_class_weights = [1.0, 3.0, 3.0, 3.0]\n"
-    "use_history = True\n"
-    "render_backend = \"analytic\"\n"
-    "seed = 0\n"
-    "output_dir = None          # None: <project>/outputs/table1\n"
-    "runs_dir = None            # None: <project>/outputs/runs/busch2026\n"
-    "progress = True")
+# The parameters cell is generated from Table1Params so the notebook's defaults and the
+# library's can never drift apart; the comments say what the paper used.
+COMMENTS = {
+    "dataroot": "None: the embedded world; or a path to nuScenes",
+    "labeler": '"synthetic" | "mask2former" (with mask2former_weights, a local path)',
+    "image_wh": "paper: [512, 288]", "bev_hw": "paper: [150, 150]", "query_hw": "paper: [150, 150]",
+    "backbone": '"tiny" | "resnet-18" | "resnet-50" (paper)', "embed_dim": "paper: 256", "num_layers": "paper: 6",
+    "epochs": "paper: 30", "batch_size": "paper: 6", "lr": "paper: 2e-4",
+    "pretrain_lengths": "paper: 3 ... 27", "no_temp_lengths": "paper: 3, 22",
+    "finetune_halved_epochs": "paper: 14 (32,800 steps)", "bev_class_weights": "background, boundary, lane, crosswalk",
+    "output_dir": "None: <project>/outputs/table1", "runs_dir": "None: <project>/outputs/runs/busch2026",
+}
+lines = ["# Parameters (papermill overrides these; the defaults are the embedded-default preset)"]
+for f in dataclasses.fields(Table1Params):
+    v = f.default
+    v = list(v) if isinstance(v, tuple) else v
+    line = f"{f.name} = {v!r}"
+    lines.append(f"{line:<40}  # {COMMENTS[f.name]}" if f.name in COMMENTS else line)
+params = nbf.v4.new_code_cell("\n".join(lines))
 params.metadata["tags"] = ["parameters"]
 cells.append(params)
 cells.append(nbf.v4.new_code_cell(

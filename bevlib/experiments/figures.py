@@ -303,8 +303,23 @@ def fig4_markdown(data: Fig4Data, variants: list[dict]) -> str:
 def plot_fig4(data: Fig4Data, path, variants: list[dict] | None = None) -> Path:
     """busch2026 Fig. 4: the camera image with the road coloured by distance band, and the share
     of road pixels per band as bars (measured; reported values as markers). Atomic PNG write."""
+    return _save(_plot_fig4, path, data, variants)
+
+
+def _save(plot, path, *args) -> Path:
     import matplotlib
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with plt.style.context("default"):  # nuscenes-devkit's map API switches the global style
+        fig = plot(*args)
+    try:
+        return atomic_savefig(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def _plot_fig4(data: Fig4Data, variants):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
@@ -315,7 +330,6 @@ def plot_fig4(data: Fig4Data, path, variants: list[dict] | None = None) -> Path:
     m = b.band >= 0
     img[m] = 0.45 * img[m] + 0.55 * colors[b.band[m]]
     labels = [f"{b.edges_m[i]:g}-{b.edges_m[i + 1]:g} m" for i in range(n)]
-
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1.9, 1]})
     ax0.imshow(img.clip(0, 255).astype(np.uint8))
     ax0.set_axis_off()
@@ -348,9 +362,7 @@ def plot_fig4(data: Fig4Data, path, variants: list[dict] | None = None) -> Path:
     ax1.set_ylim(0, max(60.0, float(max(s.max() for _, s in series)) * 1.15))
     fig.suptitle(f"Measured on {data.source}", fontsize=9)
     fig.tight_layout()
-    out = atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------
@@ -591,8 +603,10 @@ def _bev_rgb(labels: np.ndarray) -> np.ndarray:
 def plot_fig2(data: Fig2Data, path) -> Path:
     """busch2026 Fig. 2: (a) pseudo ground truth, (b) nuScenes BEV ground truth, each in the
     front view (left) and in BEV (right); the legend names the classes shown. Atomic PNG write."""
-    import matplotlib
-    matplotlib.use("Agg")
+    return _save(_plot_fig2, path, data)
+
+
+def _plot_fig2(data: Fig2Data):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
 
@@ -606,7 +620,8 @@ def plot_fig2(data: Fig2Data, path) -> Path:
     ratios = [img_w / img_h, (g.y_max - g.y_min) / (g.x_max - g.x_min)]
     fig_w = 12.0
     row_h = 0.92 * fig_w / sum(ratios)
-    fig, axes = plt.subplots(2, 2, figsize=(fig_w, 2 * row_h + 1.4), gridspec_kw={"width_ratios": ratios})
+    fig, axes = plt.subplots(2, 2, figsize=(fig_w, 2 * row_h + 1.6), gridspec_kw={"width_ratios": ratios},
+                             layout="constrained")
     panels = [
         ("(a) pseudo GT, front view", data.pseudo_front, "front"),
         ("(a) pseudo GT lifted to BEV with LiDAR", data.pseudo_bev, "bev"),
@@ -634,13 +649,10 @@ def plot_fig2(data: Fig2Data, path) -> Path:
             ax.tick_params(labelsize=7)
     handles = legend_handles(sorted(shown)) + [Patch(color=np.array(NO_POINT_RGB) / 255.0,
                                                      label="BEV: no LiDAR ground point")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     fig.suptitle(f"busch2026 Fig. 2 on {data.source}, keyframe {data.sample_token[:8]}, {p.camera}; "
                  f"LiDAR ground: {data.ground_rule} ({data.n_ground_points} points)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
-    out = atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def fig2_summary(data: Fig2Data) -> str:
