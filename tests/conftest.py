@@ -22,3 +22,17 @@ def keyframe_root() -> Path:
 def keyframe_nusc(keyframe_root):
     from bevlib.data.nuscenes_data import open_nuscenes
     return open_nuscenes(keyframe_root, "v1.0-mini")
+
+
+from bevlib.data.world import WorldConfig  # noqa: E402
+
+#: A tiny embedded world for tests: 2 scenes x 3 keyframes at 320x180.
+TINY = WorldConfig(seed=0, n_scenes=2, keyframes_per_scene=3, image_wh=(320, 180), val_scenes=1,
+                   ground_resolution=0.1, lidar_azimuth_steps=540)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """A freshly generated tiny world (read-only for tests: copy it before damaging it)."""
+    from bevlib.data.world import generate_world
+    return generate_world(tmp_path_factory.mktemp("world") / "tiny", TINY, progress=False)

@@ -13,14 +13,13 @@ from bevlib.data.synthetic_labeler import SyntheticPseudoLabeler, pseudo_label_s
 from bevlib.data.world import (CAMERA_NAMES, CAMERA_SEMANTIC_CLASSES, LIDARSEG_CATEGORIES, NUSCENES_RIG, WorldConfig,
                                ensure_world, generate_world, load_camera_depth, load_camera_semantics, world_split)
 
-TINY = WorldConfig(seed=0, n_scenes=2, keyframes_per_scene=3, image_wh=(320, 180), val_scenes=1,
-                   ground_resolution=0.1, lidar_azimuth_steps=540)
+from conftest import TINY
 BEV_LAYERS = ("lane_divider", "road_divider", "ped_crossing", "road_segment", "lane")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return generate_world(tmp_path_factory.mktemp("world") / "tiny", TINY, progress=False)
+def world(tiny_world) -> Path:
+    return tiny_world
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,10 @@ def open_nuscenes(dataroot: str | os.PathLike, version: str, verbose: bool = Fal
         raise DataError(f"version {version!r} not found under dataroot {str(root)!r}; found: {found or 'none'}")
     try:
         return NuScenes(version=version, dataroot=str(root), verbose=verbose)
-    except Exception as e:  # the devkit raises bare AssertionError / JSONDecodeError / KeyError
+    except KeyError as e:  # a record points at a token no table holds (e.g. a deleted calibration)
+        raise DataError(f"{version!r} at {str(root)!r} is inconsistent: a record references token {e.args[0]!r}, "
+                        "which is missing from its table (calibrated_sensor, ego_pose, sample, ...)") from e
+    except Exception as e:  # the devkit raises bare AssertionError / JSONDecodeError
         raise DataError(f"nuscenes-devkit could not load {version!r} from {str(root)!r}: {type(e).__name__}: {e}") from e
 
 
@@ -186,6 +189,26 @@ def load_image(path: str | os.PathLike, image_wh: tuple[int, int]) -> np.ndarray
             return np.asarray(im.convert("RGB").resize(tuple(image_wh), Image.BILINEAR))
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
         raise DataError(f"image file {str(path)!r} is truncated or corrupt: {e}") from e
+
+
+def load_lidar(nusc, sample_data_token: str) -> np.ndarray:
+    """A LIDAR_TOP sweep in its sensor frame, read by the devkit's ``LidarPointCloud``.
+
+    Returns: (N, 4) float32 columns x, y, z (metres, lidar frame), intensity (the devkit drops the ring index).
+    Raises: DataError naming the file when it is missing or truncated (its size is not a whole
+        number of 5 x float32 points, which the devkit would silently reshape or crash on).
+    """
+    from nuscenes.utils.data_classes import LidarPointCloud
+
+    sd = _record(nusc, "sample_data", sample_data_token, "lidar sweep")
+    path = Path(nusc.get_sample_data_path(sample_data_token))
+    if not path.exists():
+        raise DataError(f"lidar file {str(path)!r} ({sd['token']}) is missing")
+    size = path.stat().st_size
+    if size == 0 or size % (5 * 4):
+        raise DataError(f"lidar file {str(path)!r} is truncated: {size} bytes is not a whole number of "
+                        "5 x float32 points")
+    return LidarPointCloud.from_file(str(path)).points.T.astype(np.float32)
 
 
 def ego_motion(nusc, sample_token: str):
