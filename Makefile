@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch stays at the CPU build 2.13.0 on every install: any other spec pulls GBs of CUDA wheels.
 PIP    := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: setup demo test real-keyframe bench clean-outputs
+.PHONY: setup demo test real-keyframe viewer
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: setup
 # The real-keyframe renderer check (needs ../shared/nuscenes-keyframe) -> outputs/real_keyframe/
 real-keyframe: setup
 	$(PY) -m bevlib.real_keyframe --dataroot ../shared/nuscenes-keyframe --out outputs/real_keyframe
+
+# The interactive BEV / reprojection viewer as a page (loopback only)
+viewer: setup
+	$(VENV)/bin/voila notebooks/viewer.ipynb --Voila.ip=127.0.0.1 --no-browser
 
 test: setup
 	$(PY) -m pytest -q

@@ -5,8 +5,12 @@ so the renderer sits on the training hot path. The camera rig is fixed within a 
 analytic backend caches each rig's sampling grid and a render is one ``grid_sample`` gather
 (:func:`bevlib.render.render_bev`). This benchmark measures, side by side in one process:
 
-* ``floor``: a bare ``torch.nn.functional.grid_sample`` on a precomputed grid: the least any
-  gather-based renderer can cost;
+* ``floor``: a bare ``torch.nn.functional.grid_sample`` on a precomputed grid, the same gather the
+  analytic backend makes (the B*N camera images as the batch, the BEV map expanded over its
+  cameras): the least a gather-based renderer can cost;
+* ``flat floor``: the other layout of a bare gather, the (B, C, H, W) map sampled on one
+  (B, N*h, w, 2) grid, output left as (B, C, N*h, w); shown for reference (it needs a transposing
+  copy to reach the (B, N, C, h, w) layout of ``render_bev``);
 * ``analytic``: the public API, :func:`bevlib.render.render_bev` (hot: the rig's grid is cached);
 * ``pytorch3d``: ``render_bev(..., backend="pytorch3d")``, the paper's mesh rasteriser, where
   pytorch3d imports ("unavailable" otherwise).
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -76,6 +81,13 @@ def _pytorch3d_status() -> str:
     return f"available {getattr(pytorch3d, '__version__', '?')}"
 
 
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
 def _clear_render_caches() -> None:
     render._GRID_CACHE.clear()
     render._BATCH_CACHE.clear()
@@ -96,16 +108,22 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
     backward = pass_ == "forward+backward"
     if backward:
         x.requires_grad_(True)
-    # The floor's grid comes from the same cache entry the analytic backend uses, so both gather
-    # with identical coordinates and their outputs must agree bit for bit.
-    floor_grid = torch.stack([render.sampling_grid(K[b], T[b], image_hw, grid)[0] for b in range(batch)])
-    floor_grid = floor_grid.view(batch, N * h, w, 2).contiguous()
+    # The floors' grids come from the same per-calibration cache the analytic backend fills, so all
+    # gather with identical coordinates and their outputs must agree bit for bit.
+    coords = torch.stack([render.sampling_grid(K[b], T[b], image_hw, grid)[0] for b in range(batch)])
+    floor_grid = coords.view(batch * N, h, w, 2).contiguous()
+    flat_grid = coords.view(batch, N * h, w, 2).contiguous()
     # Random upstream gradients (not ones) so a wrong gather shows up as a wrong input gradient.
     g_analytic = torch.randn(batch, N, C, h, w, generator=gen)
-    g_floor = g_analytic.transpose(1, 2).reshape(batch, C, N * h, w)
+    g_floor = g_analytic.view(batch * N, C, h, w)
+    g_flat = g_analytic.transpose(1, 2).reshape(batch, C, N * h, w)
 
     def floor():
-        return F.grid_sample(x, floor_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        bev = x[:, None].expand(batch, N, C, S, S).reshape(batch * N, C, S, S)  # a view for B = 1
+        return F.grid_sample(bev, floor_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def flat_floor():
+        return F.grid_sample(x, flat_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def analytic():
         return render.render_bev(x, K, T, image_hw, grid)[0]
@@ -113,7 +131,7 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
     def p3d():
         return render.render_bev(x, K, T, image_hw, grid, backend="pytorch3d")[0]
 
-    methods = {"floor": (floor, g_floor), "analytic": (analytic, g_analytic)}
+    methods = {"floor": (floor, g_floor), "flat_floor": (flat_floor, g_flat), "analytic": (analytic, g_analytic)}
     if with_p3d:
         methods["pytorch3d"] = (p3d, g_analytic)
 
@@ -147,18 +165,24 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
 
     out_a, grad_a = results["analytic"]
     out_f, grad_f = results["floor"]
-    out_f = out_f.view(batch, C, N, h, w).transpose(1, 2)
+    out_flat, grad_flat = results["flat_floor"]
     row = {
         "channels": C, "bev_hw": [S, S], "pass": pass_,
         "floor_ms": _median_ms(samples["floor"]),
+        "flat_floor_ms": _median_ms(samples["flat_floor"]),
         "analytic_ms": _median_ms(samples["analytic"]),
         "floor_min_ms": round(1e3 * min(samples["floor"]), 3),
+        "flat_floor_min_ms": round(1e3 * min(samples["flat_floor"]), 3),
         "analytic_min_ms": round(1e3 * min(samples["analytic"]), 3),
-        "analytic_equals_floor": bool(torch.equal(out_a, out_f)),
+        "analytic_equals_floor": bool(torch.equal(out_a, out_f.view(batch, N, C, h, w))),
+        "analytic_equals_flat_floor": bool(torch.equal(out_a, out_flat.view(batch, C, N, h, w).transpose(1, 2))),
     }
     if backward:
         row["analytic_grad_equals_floor"] = bool(torch.equal(grad_a, grad_f))
+        # Summation order over the cameras differs from the flat layout's: equal up to rounding.
+        row["analytic_grad_max_abs_diff_flat_floor"] = float((grad_a - grad_flat).abs().max())
     row["analytic_over_floor"] = round(row["analytic_ms"] / row["floor_ms"], 3)
+    row["analytic_over_flat_floor"] = round(row["analytic_ms"] / row["flat_floor_ms"], 3)
     row["meets_floor_target"] = row["analytic_over_floor"] <= TARGET_ANALYTIC_OVER_FLOOR
     if "pytorch3d" in methods:
         row["pytorch3d_ms"] = _median_ms(samples["pytorch3d"])
@@ -209,6 +233,7 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
     # Float32 tensors, as a training batch delivers them (render_bev's key building is timed too).
     Kt = torch.as_tensor(K, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
     Tt = torch.as_tensor(T, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
+    load_start = _load()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -224,7 +249,8 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
         "min_pytorch3d_over_analytic": min(p3d_ratios) if p3d_ratios else UNAVAILABLE,
         "meets_pytorch3d_target": (all(x >= TARGET_PYTORCH3D_OVER_ANALYTIC for x in p3d_ratios)
                                    if p3d_ratios else UNAVAILABLE),
-        "all_outputs_equal": all(r["analytic_equals_floor"] for r in rows),
+        "max_analytic_over_flat_floor": max(r["analytic_over_flat_floor"] for r in rows),
+        "all_outputs_equal": all(r["analytic_equals_floor"] and r["analytic_equals_flat_floor"] for r in rows),
     }
     return {
         "benchmark": "render",
@@ -237,7 +263,9 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "platform": platform.platform(), "machine": platform.machine(),
                         "processor": platform.processor() or platform.machine(),
-                        "cpu_count": __import__("os").cpu_count(), "pytorch3d": p3d_status},
+                        "cpu_count": os.cpu_count(), "pytorch3d": p3d_status,
+                        # Other processes' load inflates wall-clock medians (minima less so).
+                        "load_average_1min": {"start": load_start, "end": _load()}},
         "targets": {"analytic_over_floor_max": TARGET_ANALYTIC_OVER_FLOOR,
                     "pytorch3d_over_analytic_min": TARGET_PYTORCH3D_OVER_ANALYTIC},
         "results": rows,
@@ -250,25 +278,28 @@ def format_table(result: dict) -> str:
     def fmt(v, spec):
         return v.split(":")[0] if isinstance(v, str) else format(v, spec)
 
+    def verdict(ok):
+        return ok if isinstance(ok, str) else ("met" if ok else "NOT met")
+
     cfg = result["config"]
-    head = (f"render benchmark: {cfg['cameras']} cameras x {cfg['image_hw'][0]}x{cfg['image_hw'][1]}, batch "
-            f"{cfg['batch']}, {cfg['threads']} threads, median of {cfg['repeats']} (ms); "
+    head = (f"render benchmark: {cfg['cameras']} cameras x {cfg['image_hw'][0]}x{cfg['image_hw'][1]}, "
+            f"batch {cfg['batch']}, {cfg['threads']} threads, median of {cfg['repeats']} (ms); "
             f"pytorch3d: {result['environment']['pytorch3d']}")
-    cols = f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'cold':>8} " \
-           f"{'pytorch3d':>11} {'p3d/an':>8} {'equal':>6}"
+    cols = (f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'flat':>8} "
+            f"{'an/flat':>8} {'cold':>8} {'pytorch3d':>10} {'p3d/an':>7} {'equal':>6}")
     lines = [head, cols, "-" * len(cols)]
     for r in result["results"]:
         bev = f"{r['bev_hw'][0]}x{r['bev_hw'][1]}"
-        lines.append(f"{r['channels']:>3} {bev:>8} {r['pass']:>17} {r['floor_ms']:>9.2f} {r['analytic_ms']:>9.2f} "
-                     f"{r['analytic_over_floor']:>9.3f} {fmt(r.get('analytic_cold_ms', '-'), '.1f'):>8} "
-                     f"{fmt(r['pytorch3d_ms'], '.1f'):>11} {fmt(r['pytorch3d_over_analytic'], '.1f'):>8} "
-                     f"{str(r['analytic_equals_floor']):>6}")
-    s = result["summary"]
-    t = result["targets"]
-    lines.append(f"targets: analytic <= {t['analytic_over_floor_max']} x floor -> max {s['max_analytic_over_floor']:.3f} "
-                 f"({'met' if s['meets_floor_target'] else 'NOT met'}); pytorch3d >= {t['pytorch3d_over_analytic_min']} x "
-                 f"analytic -> min {fmt(s['min_pytorch3d_over_analytic'], '.1f')} "
-                 f"({s['meets_pytorch3d_target'] if isinstance(s['meets_pytorch3d_target'], str) else ('met' if s['meets_pytorch3d_target'] else 'NOT met')})")
+        lines.append(
+            f"{r['channels']:>3} {bev:>8} {r['pass']:>17} {r['floor_ms']:>9.2f} {r['analytic_ms']:>9.2f} "
+            f"{r['analytic_over_floor']:>9.3f} {r['flat_floor_ms']:>8.2f} {r['analytic_over_flat_floor']:>8.3f} "
+            f"{fmt(r.get('analytic_cold_ms', '-'), '.1f'):>8} {fmt(r['pytorch3d_ms'], '.1f'):>10} "
+            f"{fmt(r['pytorch3d_over_analytic'], '.1f'):>7} {str(r['analytic_equals_floor']):>6}")
+    s, t = result["summary"], result["targets"]
+    lines.append(f"targets: analytic <= {t['analytic_over_floor_max']} x floor -> max "
+                 f"{s['max_analytic_over_floor']:.3f} ({verdict(s['meets_floor_target'])}); "
+                 f"pytorch3d >= {t['pytorch3d_over_analytic_min']} x analytic -> min "
+                 f"{fmt(s['min_pytorch3d_over_analytic'], '.1f')} ({verdict(s['meets_pytorch3d_target'])})")
     return "\n".join(lines)
 
 
@@ -278,10 +309,12 @@ def main(argv=None) -> int:
     Writes the result JSON (atomically) and prints the table. JSON keys: ``benchmark``,
     ``schema_version``, ``config``, ``environment`` (``pytorch3d``: "available <v>" or
     "unavailable: <why>"), ``targets``, ``results`` (per case: ``channels``, ``bev_hw``, ``pass``,
-    ``floor_ms``, ``analytic_ms``, ``analytic_over_floor``, ``pytorch3d_ms`` (number or
-    "unavailable..."), ``pytorch3d_over_analytic``, ``analytic_equals_floor`` (bitwise), forward rows
-    also ``analytic_cold_ms`` (first render of an uncached rig), backward rows
-    ``analytic_grad_equals_floor``), ``summary``.
+    ``floor_ms``, ``flat_floor_ms``, ``analytic_ms`` (medians; ``*_min_ms`` minima),
+    ``analytic_over_floor``, ``analytic_over_flat_floor``, ``pytorch3d_ms`` (number or
+    "unavailable..."), ``pytorch3d_over_analytic``, ``analytic_equals_floor`` /
+    ``analytic_equals_flat_floor`` (bitwise), forward rows also ``analytic_cold_ms`` (first render
+    of an uncached rig), backward rows ``analytic_grad_equals_floor`` (bitwise) and
+    ``analytic_grad_max_abs_diff_flat_floor``), ``summary``.
     """
     ap = argparse.ArgumentParser(prog="python -m bevlib.bench", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)

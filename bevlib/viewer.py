@@ -117,6 +117,7 @@ class ViewState:
     picked: tuple | None = None
 
     def layer_on(self, key: str) -> bool:
+        """Whether layer ``key`` is drawn: visible with a non-zero opacity."""
         return key in self.layers and self.layers[key].visible and self.layers[key].opacity > 0
 
 
@@ -159,6 +160,7 @@ class SampleView:
 
     @property
     def image_wh(self) -> tuple[int, int]:
+        """(w, h) display size of the camera images, pixels."""
         return int(self.images.shape[2]), int(self.images.shape[1])
 
     def available(self, key: str) -> bool:
@@ -214,6 +216,12 @@ def resample_labels(labels: np.ndarray, src: BEVGrid, dst: BEVGrid) -> np.ndarra
     return out
 
 
+def _ground_hit(o: np.ndarray, d: np.ndarray):
+    """Where the ray o + s d (s > 0, ego frame) meets z = 0, as (2,) x, y; None when it does not
+    (the ray does not go down, or starts below the ground)."""
+    return None if d[2] >= -1e-9 or o[2] <= 0 else o[:2] - o[2] / d[2] * d[:2]
+
+
 def frustum_footprints(K: np.ndarray, ego_T_cam: np.ndarray, image_wh: tuple[int, int], grid: BEVGrid,
                        far_m: float = 1000.0) -> list:
     """Ground footprints of camera frustums, clipped to the BEV extent.
@@ -237,24 +245,16 @@ def frustum_footprints(K: np.ndarray, ego_T_cam: np.ndarray, image_wh: tuple[int
     extent = shapely.box(grid.x_min, grid.y_min, grid.x_max, grid.y_max)
     out = []
     for Kn, T in zip(np.asarray(K, np.float64), np.asarray(ego_T_cam, np.float64)):
-        Kinv, R, o = np.linalg.inv(Kn), T[:3, :3], T[:3, 3]
-
-        def ray(u, v):
-            return R @ (Kinv @ np.array([u, v, 1.0]))
-
-        def hit(d):
-            # Ray o + s d meets z = 0 for s = -o_z / d_z; only rays going down from above the ground count.
-            return None if d[2] >= -1e-9 or o[2] <= 0 else o[:2] - o[2] / d[2] * d[:2]
-
+        M, o = T[:3, :3] @ np.linalg.inv(Kn), T[:3, 3]   # pixel (u, v, 1) -> ray direction in ego
         sides = []
         # Pixel *edges* (-0.5, w - 0.5): the footprint covers the whole image, not just pixel centres.
         for u in (-0.5, w - 0.5):
-            top, bottom = ray(u, -0.5), ray(u, h - 0.5)
-            near = hit(bottom)
+            top, bottom = M @ [u, -0.5, 1.0], M @ [u, h - 0.5, 1.0]
+            near = _ground_hit(o, bottom)
             if near is None:   # the whole edge looks above the horizon
                 sides.append(None)
                 continue
-            far = hit(top)
+            far = _ground_hit(o, top)
             if far is None:
                 n = np.cross(top, bottom)              # normal of the edge plane
                 d = np.cross(n, [0.0, 0.0, 1.0])[:2]  # that plane's trace on the ground
@@ -469,7 +469,10 @@ def bev_figure(view: SampleView, state: ViewState, grid: BEVGrid, height: int = 
     ``"BEV prediction"``; background and IGNORE transparent), ``"lidar"`` (top view), the frustum footprints (``"frustum CAM_*"``),
     ``"ego"`` and ``"picked cell"``.
 
+    Args: view, state: the keyframe and what to show; grid: the grid of the view's BEV maps;
+        height: figure height in CSS pixels (the width follows from the extent's aspect ratio).
     Returns: plotly ``go.Figure``.
+    Raises: IndexError when ``state.picked`` lies outside the grid.
     """
     import plotly.graph_objects as go
 
@@ -522,9 +525,9 @@ def bev_figure(view: SampleView, state: ViewState, grid: BEVGrid, height: int = 
     aspect = (grid.y_max - grid.y_min) / (grid.x_max - grid.x_min)
     fig.update_layout(
         width=int(height * aspect) + 90, height=height, margin=dict(l=55, r=10, t=30, b=45),
-        title=dict(text="BEV (ego frame): click a cell", font=dict(size=12), x=0.5),
         plot_bgcolor="#111111", showlegend=False, clickmode="event", dragmode="pan",
-        xaxis=dict(title="y [m] (left +)", range=[grid.y_max, grid.y_min], constrain="domain", zeroline=False),
+        xaxis=dict(title="y [m] (left +) · click a cell", range=[grid.y_max, grid.y_min], constrain="domain",
+                   zeroline=False),
         yaxis=dict(title="x [m] (forward +)", range=[grid.x_min, grid.x_max], scaleanchor="x", scaleratio=1,
                    constrain="domain", zeroline=False),
         uirevision="bev")
@@ -1012,13 +1015,13 @@ class BEVViewer:
     # -- construction --------------------------------------------------------------------------
     def _build(self):
         import ipywidgets as W
-        import plotly.graph_objects as go
 
         m, s = self.model, self.state
         scene, idx = m.scene_of(s.sample_token)
         self.w_scene = W.Dropdown(options=[(f"{n} ({len(t)} keyframes)", n) for n, t in m.scenes.items()],
                                   value=scene, description="scene", layout=W.Layout(width="330px"))
-        self.w_sample = W.IntSlider(value=idx, min=0, max=max(0, len(m.scenes[scene]) - 1), description="keyframe",
+        # 1-based like the status line ("keyframe 2/3")
+        self.w_sample = W.IntSlider(value=idx + 1, min=1, max=max(1, len(m.scenes[scene])), description="keyframe",
                                     continuous_update=False, layout=W.Layout(width="300px"))
         self.w_sample.add_class("bevlib-sample")
         self.w_prev = W.Button(description="◀", tooltip="previous keyframe", layout=W.Layout(width="40px"))
@@ -1042,7 +1045,7 @@ class BEVViewer:
             cb.observe(self._on_layer(key, "visible"), names="value")
             op.observe(self._on_layer(key, "opacity"), names="value")
         self.w_lidar_color = W.ToggleButtons(options=["depth", "lidarseg"], value=s.lidar_color,
-                                             description="LiDAR colour", style={"button_width": "70px"})
+                                             description="LiDAR colour", style={"button_width": "80px"})
         self.w_frustums = W.Checkbox(value=s.show_frustums, description="camera frustums", indent=False)
         self.w_clear = W.Button(description="clear pick", layout=W.Layout(width="90px"))
         self.w_pick = W.HTML(value="<i>click a BEV cell to see where it lands in the cameras</i>")
@@ -1050,10 +1053,7 @@ class BEVViewer:
         self.w_notes.add_class("bevlib-notes")
         self.w_status = W.HTML()
         self.w_status.add_class("bevlib-status")
-        self.fig_bev = go.FigureWidget()
-        self.fig_bev.add_class("bevlib-bev-fig")
-        self.fig_cam = go.FigureWidget()
-        self.fig_cam.add_class("bevlib-camera-fig")
+        self.fig_bev = self.fig_cam = None   # FigureWidgets, made by refresh()
 
         self.w_scene.observe(self._on_scene, names="value")
         self.w_sample.observe(self._on_sample, names="value")
@@ -1068,8 +1068,8 @@ class BEVViewer:
         layers = W.VBox([W.HTML("<b>layers</b>")] + rows + [self.w_lidar_color, self.w_frustums])
         pick = W.VBox([W.HTML("<b>picked BEV cell</b>"), self.w_pick, self.w_clear])
         controls = W.HBox([nav, layers, pick], layout=W.Layout(grid_gap="18px", flex_flow="row wrap"))
-        figs = W.HBox([self.fig_bev, self.fig_cam], layout=W.Layout(flex_flow="row wrap"))
-        self.widget = W.VBox([controls, self.w_notes, figs, self.w_status])
+        self.w_figs = W.HBox([], layout=W.Layout(flex_flow="row wrap"))
+        self.widget = W.VBox([controls, self.w_notes, self.w_figs, self.w_status])
         self.widget.add_class("bevlib-viewer")
 
     # -- events --------------------------------------------------------------------------------
@@ -1089,8 +1089,8 @@ class BEVViewer:
         toks = self.model.scenes[change["new"]]
         self._busy = True   # the slider's own change event must not redraw a second time
         try:
-            self.w_sample.max = max(0, len(toks) - 1)
-            self.w_sample.value = 0
+            self.w_sample.value = 1
+            self.w_sample.max = max(1, len(toks))
         finally:
             self._busy = False
         self.state.sample_token = toks[0]
@@ -1099,7 +1099,7 @@ class BEVViewer:
     def _on_sample(self, change):
         if self._busy:
             return
-        self.state.sample_token = self.model.scenes[self.w_scene.value][change["new"]]
+        self.state.sample_token = self.model.scenes[self.w_scene.value][change["new"] - 1]
         self.refresh()
 
     def _step(self, d: int):
@@ -1140,9 +1140,16 @@ class BEVViewer:
             self.w_lidar_color.disabled = view.lidar_seg is None
             notes = [view.notes[k] for k in ("bev_gt", "bev_pred", "pseudo", "lidar") if k in view.notes]
             self.w_notes.value = "<br>".join(f"• {n}" for n in notes)
-            self._replace(self.fig_bev, bev_figure(view, self.state, self.model.grid))
-            self._replace(self.fig_cam, camera_figure(view, self.state, self.model.grid))
-            self.fig_bev.data[0].on_click(self._on_bev_click)
+            bev = self._figure_widget(bev_figure(view, self.state, self.model.grid), self.fig_bev, "bevlib-bev-fig")
+            cam = self._figure_widget(camera_figure(view, self.state, self.model.grid), self.fig_cam,
+                                      "bevlib-camera-fig")
+            bev.data[0].on_click(self._on_bev_click)
+            old = (self.fig_bev, self.fig_cam)
+            self.fig_bev, self.fig_cam = bev, cam
+            self.w_figs.children = (bev, cam)
+            for fw in old:
+                if fw is not None:
+                    fw.close()
             self.w_pick.value = self._pick_text(view)
             self.renders += 1
             self.w_status.value = (f'<span class="bevlib-render" data-render="{self.renders}">{view.scene_name}, '
@@ -1156,21 +1163,26 @@ class BEVViewer:
             self._busy = False
 
     @staticmethod
-    def _replace(fw, fig):
-        # Traces differ in number and kind between states; rebuilding the trace list of the same
-        # FigureWidget keeps its view in the page (no flicker of a new widget) and its zoom
-        # (uirevision).
-        from copy import deepcopy
+    def _figure_widget(fig, old, css_class: str):
+        """A new FigureWidget for ``fig``, keeping the zoom / pan of ``old`` when it shows the same axes.
 
-        fw.data = ()
-        fw.layout = fig.layout
-        fw.add_traces(list(fig.data))
-        # plotly's FigureWidget only syncs its full state (_widget_data / _widget_layout) at
-        # construction and when displayed on its own; the edits above are one-shot messages that a
-        # view created later (a FigureWidget inside a container, a voila page rendered after the
-        # kernel ran) never sees. Syncing the state keeps such views complete.
-        fw._widget_data = deepcopy(fw._data)
-        fw._widget_layout = deepcopy(fw._layout_obj._props)
+        Each redraw makes a new FigureWidget instead of editing the shown one: an edit reaches the
+        browser as a comm message, and anywidget (which runs plotly's FigureWidget) drops every comm
+        message to a model whose JavaScript took more than 2 s to initialise -- plotly's 5 MB
+        bundle on a slow machine -- so in-place edits can silently never arrive. A new widget
+        carries its whole state when it is created.
+        """
+        import plotly.graph_objects as go
+
+        fw = go.FigureWidget(fig)
+        fw.add_class(css_class)
+        # Same panel layout (the BEV panel, or the same cameras): the user's zoom still means the same.
+        if old is not None and [t.name for t in old.data if t.type == "image"] == \
+                [t.name for t in fw.data if t.type == "image"]:
+            for ax in fw.layout:
+                if ax.startswith(("xaxis", "yaxis")) and ax in old.layout and old.layout[ax].range is not None:
+                    fw.layout[ax].range = old.layout[ax].range
+        return fw
 
     def _pick_text(self, view: SampleView) -> str:
         if self.state.picked is None:

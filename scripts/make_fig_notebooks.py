@@ -11,6 +11,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def notebook(cells) -> nbf.NotebookNode:
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i:02d}"   # stable ids: regenerating an unchanged notebook changes no byte
     nb.cells = cells
     return nb
 
@@ -34,7 +36,8 @@ fig4 = notebook([
        "ground-plane intersection `bevlib.render.ground_hits`, at the camera's native resolution.\n\n"
        "Default data: the real nuScenes keyframe in `../shared/nuscenes-keyframe` when present, else the "
        "embedded world (`dataroot='embedded'` forces it).\n\n"
-       "Run headless: `papermill notebooks/fig4_distance_share.ipynb out.ipynb -f params/fig4_distance_share/smoke.yaml`."),
+       "Run headless: `papermill notebooks/fig4_distance_share.ipynb out.ipynb "
+       "-f params/fig4_distance_share/smoke.yaml`."),
     parameters(
         "# Parameters (papermill overrides these)\n"
         "dataroot = None            # None: real keyframe if present, else the embedded world; 'embedded'; or a path\n"
@@ -93,7 +96,8 @@ fig2 = notebook([
        "the BEV cell they lie in (majority class per cell; dark grey = no LiDAR ground point);\n"
        "* BEV GT in the front view: the BEV ground truth rendered into the camera with "
        "`bevlib.render.render_bev` (one-hot, bilinear, argmax).\n\n"
-       "Run headless: `papermill notebooks/fig2_pseudo_vs_gt.ipynb out.ipynb -f params/fig2_pseudo_vs_gt/smoke.yaml`."),
+       "Run headless: `papermill notebooks/fig2_pseudo_vs_gt.ipynb out.ipynb "
+       "-f params/fig2_pseudo_vs_gt/smoke.yaml`."),
     parameters(
         "# Parameters (papermill overrides these)\n"
         "dataroot = None            # None: the embedded world; or a path to nuScenes (with the map expansion)\n"

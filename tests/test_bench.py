@@ -60,3 +60,16 @@ def test_bench_rejects_bad_arguments():
         bench_render(repeats=0)
     with pytest.raises(ValueError, match="pass"):
         bench_render(passes=("backward",))
+
+
+def test_batched_render_equals_both_floors():
+    # B > 1 takes render_bev's other path (the map copied per camera, not a stride-0 view).
+    from bevlib.bench import bench_render
+
+    res = bench_render(repeats=1, warmup=0, batch=2, image_hw=(36, 64), channels=(3,), bev_sizes=(40,),
+                       pytorch3d=False)
+    assert res["config"]["batch"] == 2 and res["environment"]["pytorch3d"].startswith("unavailable")
+    for r in res["results"]:
+        assert r["analytic_equals_floor"] and r["analytic_equals_flat_floor"]
+        if r["pass"] == "forward+backward":
+            assert r["analytic_grad_equals_floor"] and r["analytic_grad_max_abs_diff_flat_floor"] < 1e-4

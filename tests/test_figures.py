@@ -201,7 +201,8 @@ def test_smoke_presets_use_the_tiny_world():
 @pytest.mark.slow
 def test_fig4_notebook_smoke(tmp_path, tiny_cache):
     # dataroot 'embedded' so the run does not depend on ../shared being present
-    out = _papermill("fig4_distance_share.ipynb", "fig4_distance_share", tmp_path, tiny_cache, "-p", "dataroot", "embedded")
+    out = _papermill("fig4_distance_share.ipynb", "fig4_distance_share", tmp_path, tiny_cache,
+                     "-p", "dataroot", "embedded")
     rows = list(csv.DictReader(open(out / "fig4.csv")))
     assert list(rows[0]) == ["band_start_m", "band_end_m", "share_percent"]
     shares = [float(r["share_percent"]) for r in rows]
@@ -218,7 +219,8 @@ def test_fig2_notebook_smoke(tmp_path, tiny_cache):
     out = _papermill("fig2_pseudo_vs_gt.ipynb", "fig2_pseudo_vs_gt", tmp_path, tiny_cache)
     assert (out / "fig2.png").stat().st_size > 50_000
     nb = json.load(open(tmp_path / "executed.ipynb"))
-    text = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    text = "".join("".join(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb["cells"] for o in c.get("outputs", []))
     assert "lidarseg flat" in text and "crosswalk" in text
 
 
@@ -232,5 +234,5 @@ def test_committed_notebooks_have_no_outputs_and_match_the_generator():
         nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), name
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), name
-        assert [c.source for c in nb.cells] == [c.source for c in gen[key].cells], \
+        assert [(c.id, c.source) for c in nb.cells] == [(c.id, c.source) for c in gen[key].cells], \
             f"{name} is stale: run python scripts/make_fig_notebooks.py"

@@ -348,16 +348,24 @@ def test_widget_layer_drives_the_model(world):
     vw = V.BEVViewer(world, WORLD.version)
     assert isinstance(vw.widget, W.VBox) and hasattr(vw, "_ipython_display_")
     assert vw.renders == 1 and 'data-render="1"' in vw.w_status.value
-    # the FigureWidgets carry their full state (views created later, e.g. by voila, see it)
+    # each redraw shows new FigureWidgets that carry their whole state (see BEVViewer._figure_widget)
     assert len(vw.fig_cam._widget_data) == len(vw.fig_cam.data) == 6
+    assert vw.w_figs.children == (vw.fig_bev, vw.fig_cam)
+    old_cam = vw.fig_cam
+    vw.fig_bev.layout.yaxis.range = (0.0, 20.0)      # as a zoom in the browser would
     first = vw.state.sample_token
     vw.w_next.click()
-    assert vw.state.sample_token != first and vw.w_sample.value == 1 and vw.renders == 2
+    assert vw.fig_cam is not old_cam and old_cam.comm is None        # the old one is closed
+    assert tuple(vw.fig_bev.layout.yaxis.range) == (0.0, 20.0)       # the zoom is kept
+    assert vw.state.sample_token != first and vw.w_sample.value == 2 and vw.renders == 2
     src = vw.fig_cam.data[0].source
     vw.w_layers["bev_gt"][0].value = False
     assert vw.fig_cam.data[0].source != src and vw.renders == 3
     vw.w_scene.value = list(vw.model.scenes)[1]
     assert vw.state.sample_token == list(vw.model.scenes.values())[1][0] and vw.renders == 4
+    assert (vw.w_sample.value, vw.w_sample.max) == (1, 3)
+    vw.w_sample.value = 3
+    assert vw.state.sample_token == list(vw.model.scenes.values())[1][2] and vw.renders == 5
     vw.pick(V.cell_at(vw.model.grid, 10.0, 0.0))
     assert "CAM_FRONT" in vw.w_pick.value
     assert any(t.name == "picked CAM_FRONT" for t in vw.fig_cam.data)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,9 @@ from ..render import ground_hits, render_bev
 
 log = logging.getLogger(__name__)
 
-#: busch2026 Sec. IV-B, Fig. 4, as printed (approximate, nuScenes CAM_FRONT): percent of the
-#: image's road pixels per 7.5 m band of the 30 m forward range. The middle bands are not given.
+#: busch2026 Sec. IV-B, Fig. 4, as printed (approximate, nuScenes; the camera is not named, the
+#: figure shows a front view): percent of the image's road pixels per 7.5 m band of the 30 m
+#: forward range. The middle bands are not given.
 REPORTED_FIG4 = {(0.0, 7.5): 50.0, (22.5, 30.0): 6.0}
 #: Ways to measure a ground point's distance (see :func:`distance_bands`).
 DISTANCE_ORIGINS = ("camera", "ego")
@@ -213,7 +214,7 @@ class Fig4Data:
     image: np.ndarray          # (h, w, 3) uint8
     K: np.ndarray              # (3, 3) float64, pixels of ``image``
     ego_T_cam: np.ndarray      # (4, 4) float64
-    bands: DistanceBands = field(default=None)
+    bands: DistanceBands | None = None   # set by prepare_fig4
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -506,7 +507,8 @@ class Fig2Params:
         if self.labeler not in ("synthetic", "mask2former"):
             raise ParameterError(f"parameter 'labeler' must be 'synthetic' or 'mask2former', got {self.labeler!r}")
         if self.labeler == "mask2former" and not self.mask2former_weights:
-            raise ParameterError("parameter 'mask2former_weights' (a local path) is required with labeler='mask2former'")
+            raise ParameterError("parameter 'mask2former_weights' (a local path) is required with "
+                                 "labeler='mask2former'")
         v = self.bev_hw
         if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
             raise ParameterError(f"parameter 'bev_hw' must be two positive integers, got {v!r}")
