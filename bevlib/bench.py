@@ -9,8 +9,10 @@ analytic backend caches each rig's sampling grid and a render is one ``grid_samp
   analytic backend makes (the B*N camera images as the batch, the BEV map expanded over its
   cameras): the least a gather-based renderer can cost;
 * ``flat floor``: the other layout of a bare gather, the (B, C, H, W) map sampled on one
-  (B, N*h, w, 2) grid, output left as (B, C, N*h, w); shown for reference (it needs a transposing
-  copy to reach the (B, N, C, h, w) layout of ``render_bev``);
+  (B, N*h, w, 2) grid, returned as a (B, N, C, h, w) transposed view (the renderer's previous
+  layout): its forward output is not contiguous (a consumer that needs contiguous images, like the
+  Eq. 1 loss, pays a transposing copy that is not timed here), and its backward, fed the upstream
+  gradient in the (B, N, C, h, w) layout, includes that copy;
 * ``analytic``: the public API, :func:`bevlib.render.render_bev` (hot: the rig's grid is cached);
 * ``pytorch3d``: ``render_bev(..., backend="pytorch3d")``, the paper's mesh rasteriser, where
   pytorch3d imports ("unavailable" otherwise).
@@ -18,9 +20,10 @@ analytic backend caches each rig's sampling grid and a render is one ``grid_samp
 Setting (busch2026 Sec. IV-A): the real nuScenes camera rig (:data:`bevlib.data.world.NUSCENES_RIG`)
 at 288 x 512 pixels, 6 cameras, C in {4 (background + 3 map classes), 13}, BEV 150 x 150 and
 200 x 200, forward and forward + backward, batch 1, ``torch.set_num_threads(2)``. Methods are timed
-round-robin within each repeat, so load from other processes hits all of them alike; each number
-is the median of ``repeats`` runs after ``warmup`` runs. Targets reported against (not enforced):
-analytic <= 1.5 x the floor, and >= 10 x faster than PyTorch3D.
+round-robin within each repeat (rotating the order), so load from other processes hits all of them
+alike; each time is the median of ``repeats`` runs after ``warmup`` runs. Targets reported against
+(not enforced): analytic <= 1.5 x the floor (judged on the median of the per-repeat ratios, which a
+busy machine disturbs far less than the ratio of medians), and >= 10 x faster than PyTorch3D.
 
 The JSON goes to ``outputs/bench/render.json`` (atomic write) unless ``--out`` says otherwise.
 """
@@ -116,14 +119,14 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
     # Random upstream gradients (not ones) so a wrong gather shows up as a wrong input gradient.
     g_analytic = torch.randn(batch, N, C, h, w, generator=gen)
     g_floor = g_analytic.view(batch * N, C, h, w)
-    g_flat = g_analytic.transpose(1, 2).reshape(batch, C, N * h, w)
 
     def floor():
         bev = x[:, None].expand(batch, N, C, S, S).reshape(batch * N, C, S, S)  # a view for B = 1
         return F.grid_sample(bev, floor_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def flat_floor():
-        return F.grid_sample(x, flat_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(x, flat_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.view(batch, C, N, h, w).transpose(1, 2)
 
     def analytic():
         return render.render_bev(x, K, T, image_hw, grid)[0]
@@ -131,7 +134,7 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
     def p3d():
         return render.render_bev(x, K, T, image_hw, grid, backend="pytorch3d")[0]
 
-    methods = {"floor": (floor, g_floor), "flat_floor": (flat_floor, g_flat), "analytic": (analytic, g_analytic)}
+    methods = {"floor": (floor, g_floor), "flat_floor": (flat_floor, g_analytic), "analytic": (analytic, g_analytic)}
     if with_p3d:
         methods["pytorch3d"] = (p3d, g_analytic)
 
@@ -157,8 +160,10 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
             errors[name] = f"{UNAVAILABLE}: {type(e).__name__}: {e}"
             del methods[name]
     samples = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name in methods:
+    names = list(methods)
+    for i in range(repeats):
+        # Rotate the order so no method always runs right after another one (cache, allocator).
+        for name in names[i % len(names):] + names[:i % len(names)]:
             t0 = time.perf_counter()
             run(name)
             samples[name].append(time.perf_counter() - t0)
@@ -175,15 +180,19 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
         "flat_floor_min_ms": round(1e3 * min(samples["flat_floor"]), 3),
         "analytic_min_ms": round(1e3 * min(samples["analytic"]), 3),
         "analytic_equals_floor": bool(torch.equal(out_a, out_f.view(batch, N, C, h, w))),
-        "analytic_equals_flat_floor": bool(torch.equal(out_a, out_flat.view(batch, C, N, h, w).transpose(1, 2))),
+        "analytic_equals_flat_floor": bool(torch.equal(out_a, out_flat)),
     }
     if backward:
         row["analytic_grad_equals_floor"] = bool(torch.equal(grad_a, grad_f))
         # Summation order over the cameras differs from the flat layout's: equal up to rounding.
         row["analytic_grad_max_abs_diff_flat_floor"] = float((grad_a - grad_flat).abs().max())
     row["analytic_over_floor"] = round(row["analytic_ms"] / row["floor_ms"], 3)
+    # Median of the per-repeat ratios: both runs of a repeat see the same load from other
+    # processes, so this ratio is far steadier than the ratio of medians on a busy machine.
+    row["analytic_over_floor_paired"] = round(statistics.median(
+        a / f for a, f in zip(samples["analytic"], samples["floor"])), 3)
     row["analytic_over_flat_floor"] = round(row["analytic_ms"] / row["flat_floor_ms"], 3)
-    row["meets_floor_target"] = row["analytic_over_floor"] <= TARGET_ANALYTIC_OVER_FLOOR
+    row["meets_floor_target"] = row["analytic_over_floor_paired"] <= TARGET_ANALYTIC_OVER_FLOOR
     if "pytorch3d" in methods:
         row["pytorch3d_ms"] = _median_ms(samples["pytorch3d"])
         row["pytorch3d_over_analytic"] = round(row["pytorch3d_ms"] / row["analytic_ms"], 2)
@@ -241,10 +250,11 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
                 for C in channels for S in bev_sizes for p in passes]
     finally:
         torch.set_num_threads(old_threads)
-    ratios = [r["analytic_over_floor"] for r in rows]
+    ratios = [r["analytic_over_floor_paired"] for r in rows]
     p3d_ratios = [r["pytorch3d_over_analytic"] for r in rows if not isinstance(r["pytorch3d_over_analytic"], str)]
     summary = {
-        "max_analytic_over_floor": max(ratios),
+        "max_analytic_over_floor_paired": max(ratios),
+        "max_analytic_over_floor": max(r["analytic_over_floor"] for r in rows),
         "meets_floor_target": all(r["meets_floor_target"] for r in rows),
         "min_pytorch3d_over_analytic": min(p3d_ratios) if p3d_ratios else UNAVAILABLE,
         "meets_pytorch3d_target": (all(x >= TARGET_PYTORCH3D_OVER_ANALYTIC for x in p3d_ratios)
@@ -258,7 +268,9 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
         "config": {"batch": batch, "cameras": int(K.shape[0]), "image_hw": list(image_hw),
                    "channels": list(channels), "bev_sizes": list(bev_sizes), "passes": list(passes),
                    "repeats": repeats, "warmup": warmup, "threads": threads, "quick": quick,
-                   "statistic": "median over repeats, ms; methods timed round-robin in one process",
+                   "statistic": "median over repeats, ms; methods timed round-robin (rotating order) in one "
+                                "process; the floor target is judged on analytic_over_floor_paired, the median "
+                                "of per-repeat analytic/floor ratios",
                    "bev_extent_m": {"x": [-30.0, 30.0], "y": [-15.0, 15.0]}},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "platform": platform.platform(), "machine": platform.machine(),
@@ -285,19 +297,20 @@ def format_table(result: dict) -> str:
     head = (f"render benchmark: {cfg['cameras']} cameras x {cfg['image_hw'][0]}x{cfg['image_hw'][1]}, "
             f"batch {cfg['batch']}, {cfg['threads']} threads, median of {cfg['repeats']} (ms); "
             f"pytorch3d: {result['environment']['pytorch3d']}")
-    cols = (f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'flat':>8} "
+    cols = (f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'paired':>7} {'flat':>8} "
             f"{'an/flat':>8} {'cold':>8} {'pytorch3d':>10} {'p3d/an':>7} {'equal':>6}")
     lines = [head, cols, "-" * len(cols)]
     for r in result["results"]:
         bev = f"{r['bev_hw'][0]}x{r['bev_hw'][1]}"
         lines.append(
             f"{r['channels']:>3} {bev:>8} {r['pass']:>17} {r['floor_ms']:>9.2f} {r['analytic_ms']:>9.2f} "
-            f"{r['analytic_over_floor']:>9.3f} {r['flat_floor_ms']:>8.2f} {r['analytic_over_flat_floor']:>8.3f} "
+            f"{r['analytic_over_floor']:>9.3f} {r['analytic_over_floor_paired']:>7.3f} {r['flat_floor_ms']:>8.2f} "
+            f"{r['analytic_over_flat_floor']:>8.3f} "
             f"{fmt(r.get('analytic_cold_ms', '-'), '.1f'):>8} {fmt(r['pytorch3d_ms'], '.1f'):>10} "
             f"{fmt(r['pytorch3d_over_analytic'], '.1f'):>7} {str(r['analytic_equals_floor']):>6}")
     s, t = result["summary"], result["targets"]
-    lines.append(f"targets: analytic <= {t['analytic_over_floor_max']} x floor -> max "
-                 f"{s['max_analytic_over_floor']:.3f} ({verdict(s['meets_floor_target'])}); "
+    lines.append(f"targets: analytic <= {t['analytic_over_floor_max']} x floor -> max (paired) "
+                 f"{s['max_analytic_over_floor_paired']:.3f} ({verdict(s['meets_floor_target'])}); "
                  f"pytorch3d >= {t['pytorch3d_over_analytic_min']} x analytic -> min "
                  f"{fmt(s['min_pytorch3d_over_analytic'], '.1f')} ({verdict(s['meets_pytorch3d_target'])})")
     return "\n".join(lines)
@@ -310,7 +323,8 @@ def main(argv=None) -> int:
     ``schema_version``, ``config``, ``environment`` (``pytorch3d``: "available <v>" or
     "unavailable: <why>"), ``targets``, ``results`` (per case: ``channels``, ``bev_hw``, ``pass``,
     ``floor_ms``, ``flat_floor_ms``, ``analytic_ms`` (medians; ``*_min_ms`` minima),
-    ``analytic_over_floor``, ``analytic_over_flat_floor``, ``pytorch3d_ms`` (number or
+    ``analytic_over_floor`` (ratio of medians), ``analytic_over_floor_paired`` (median of per-repeat
+    ratios; judged against the target), ``analytic_over_flat_floor``, ``pytorch3d_ms`` (number or
     "unavailable..."), ``pytorch3d_over_analytic``, ``analytic_equals_floor`` /
     ``analytic_equals_flat_floor`` (bitwise), forward rows also ``analytic_cold_ms`` (first render
     of an uncached rig), backward rows ``analytic_grad_equals_floor`` (bitwise) and

@@ -34,7 +34,7 @@ def test_quick_bench_schema(quick_result):
     for r in res["results"]:
         assert r["floor_ms"] > 0 and r["analytic_ms"] > 0
         assert r["analytic_over_floor"] == pytest.approx(r["analytic_ms"] / r["floor_ms"], rel=0.01)
-        assert isinstance(r["meets_floor_target"], bool)
+        assert r["analytic_over_floor_paired"] > 0 and isinstance(r["meets_floor_target"], bool)
         if p3d.startswith("available"):
             assert r["pytorch3d_ms"] > 0 and r["pytorch3d_over_analytic"] > 0
         else:
