@@ -73,11 +73,11 @@ class Table1Params:
     backbone_weights: str | None = None     # local pretrained weights (paper: ImageNet ResNet-50)
     embed_dim: int = 32                     # paper: 256
     num_layers: int = 1                     # paper: 6
-    epochs: int = 8                         # baseline and pretraining length, paper: 30
+    epochs: int = 12                        # baseline and pretraining length, paper: 30
     batch_size: int = 2                     # paper: 6
     lr: float = 2e-3                        # paper: 2e-4 (BEVFormer)
-    pretrain_lengths: tuple = (2, 4, 6)     # "ours(N ep pretrain + temp)" rows, paper: 3..27
-    no_temp_lengths: tuple = (2,)           # "ours(N ep pretrain)" rows, paper: 3, 22
+    pretrain_lengths: tuple = (3, 6, 9)     # "ours(N ep pretrain + temp)" rows, paper: 3..27
+    no_temp_lengths: tuple = (3, 9)         # "ours(N ep pretrain)" rows, paper: 3, 22
     finetune_halved_epochs: int = 6         # paper: 14 (= 32,800 steps)
     bev_class_weights: tuple | None = (1.0, 10.0, 10.0, 10.0)  # thin markings are ~8 % of cells
     use_history: bool = True
