@@ -47,9 +47,10 @@ def test_quick_bench_schema(quick_result):
 
 def test_analytic_output_equals_the_floor_exactly(quick_result):
     res, _ = quick_result
-    # The public API is the bare gather on the cached grid: bitwise the same output and gradient.
+    # The public API is the bare gather on the cached grid: bitwise the same output; the CPU
+    # backward is a sparse product, the same gradient up to rounding.
     assert all(r["analytic_equals_floor"] for r in res["results"])
-    assert all(r["analytic_grad_equals_floor"] for r in res["results"] if r["pass"] == "forward+backward")
+    assert all(r["analytic_grad_max_abs_diff_floor"] < 1e-4 for r in res["results"] if r["pass"] == "forward+backward")
     assert res["summary"]["all_outputs_equal"] is True
 
 
@@ -72,4 +73,4 @@ def test_batched_render_equals_both_floors():
     for r in res["results"]:
         assert r["analytic_equals_floor"] and r["analytic_equals_flat_floor"]
         if r["pass"] == "forward+backward":
-            assert r["analytic_grad_equals_floor"] and r["analytic_grad_max_abs_diff_flat_floor"] < 1e-4
+            assert r["analytic_grad_max_abs_diff_floor"] < 1e-4 and r["analytic_grad_max_abs_diff_flat_floor"] < 1e-4
