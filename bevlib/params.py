@@ -49,3 +49,23 @@ def from_dict(cls, values: dict):
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ParameterError(f"unknown parameter {unknown[0]!r}{hint}; known parameters: {', '.join(sorted(fields))}")
     return cls(**values)
+
+
+def parameters_source(cls, comments: dict | None = None,
+                      header: str = "# Parameters (papermill overrides these)") -> str:
+    """Source of a notebook's papermill ``parameters`` cell, generated from the defaults of the
+    notebook's parameter dataclass, so that the cell and the library can never disagree.
+
+    Args:
+        cls: the parameter dataclass (every field needs a default).
+        comments: optional per-field trailing comments (e.g. what the paper used).
+    Returns: Python source, one ``name = default`` line per field (tuples written as lists).
+    """
+    comments = comments or {}
+    lines = [header]
+    for f in dataclasses.fields(cls):
+        v = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        v = list(v) if isinstance(v, tuple) else v
+        line = f"{f.name} = {v!r}"
+        lines.append(f"{line:<36}  # {comments[f.name]}" if f.name in comments else line)
+    return "\n".join(lines)

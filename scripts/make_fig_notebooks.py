@@ -5,6 +5,9 @@ from pathlib import Path
 
 import nbformat as nbf
 
+from bevlib.experiments import figures
+from bevlib.params import parameters_source
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -38,22 +41,13 @@ fig4 = notebook([
        "embedded world (`dataroot='embedded'` forces it).\n\n"
        "Run headless: `papermill notebooks/fig4_distance_share.ipynb out.ipynb "
        "-f params/fig4_distance_share/smoke.yaml`."),
-    parameters(
-        "# Parameters (papermill overrides these)\n"
-        "dataroot = None            # None: real keyframe if present, else the embedded world; 'embedded'; or a path\n"
-        "version = \"v1.0-mini\"\n"
-        "camera = \"CAM_FRONT\"\n"
-        "sample_token = None        # None: the first keyframe of the first scene\n"
-        "road_half_width_m = 7.0    # flat road |y_ego| <= w (two 3.5 m lanes each side); +-15 m is shown too\n"
-        "distance_origin = \"camera\" # 'camera' | 'ego'\n"
-        "forward_range_m = 30.0\n"
-        "n_bands = 4\n"
-        "world_seed = 0             # embedded world only\n"
-        "world_scenes = 6\n"
-        "world_keyframes = 16\n"
-        "world_image_wh = [800, 450]\n"
-        "output_dir = None          # None: <project>/outputs/fig4\n"
-        "progress = True"),
+    parameters(parameters_source(figures.Fig4Params, {
+        "dataroot": "None: real keyframe if present, else the embedded world; 'embedded'; or a path",
+        "sample_token": "None: the first keyframe of the first scene",
+        "road_half_width_m": "flat road |y_ego| <= w (two 3.5 m lanes each side); +-15 m is shown too",
+        "distance_origin": "'camera' | 'ego'",
+        "world_seed": "embedded world only",
+        "output_dir": "None: <project>/outputs/fig4"})),
     code(
         "from pathlib import Path\n"
         "from IPython.display import Image, Markdown, display\n"
@@ -98,25 +92,14 @@ fig2 = notebook([
        "`bevlib.render.render_bev` (one-hot, bilinear, argmax).\n\n"
        "Run headless: `papermill notebooks/fig2_pseudo_vs_gt.ipynb out.ipynb "
        "-f params/fig2_pseudo_vs_gt/smoke.yaml`."),
-    parameters(
-        "# Parameters (papermill overrides these)\n"
-        "dataroot = None            # None: the embedded world; or a path to nuScenes (with the map expansion)\n"
-        "version = \"v1.0-mini\"\n"
-        "world_seed = 0             # embedded world only\n"
-        "world_scenes = 6\n"
-        "world_keyframes = 16\n"
-        "world_image_wh = [800, 450]\n"
-        "labeler = \"synthetic\"     # or \"mask2former\" with mask2former_weights (local path)\n"
-        "pseudo_noise = 0.1\n"
-        "mask2former_weights = None\n"
-        "seed = 0\n"
-        "sample_token = None        # None: the keyframe with most map markings ahead\n"
-        "camera = \"CAM_FRONT\"\n"
-        "bev_hw = [150, 150]        # busch2026: 150 x 150 over +-30 m x +-15 m\n"
-        "line_width_m = 0.6\n"
-        "ground_z_max_m = 0.3       # ground rule without lidarseg\n"
-        "output_dir = None          # None: <project>/outputs/fig2\n"
-        "progress = True"),
+    parameters(parameters_source(figures.Fig2Params, {
+        "dataroot": "None: the embedded world; or a path to nuScenes (with the map expansion)",
+        "world_seed": "embedded world only",
+        "labeler": '"synthetic" | "mask2former" (with mask2former_weights, a local path)',
+        "sample_token": "None: the keyframe with most map markings ahead",
+        "bev_hw": "busch2026: 150 x 150 over +-30 m x +-15 m",
+        "ground_z_max_m": "ground rule without lidarseg",
+        "output_dir": "None: <project>/outputs/fig2"})),
     code(
         "from pathlib import Path\n"
         "from IPython.display import Image, Markdown, display\n"

@@ -1,9 +1,8 @@
 """Writes notebooks/table1.ipynb (kept as code so the notebook stays thin and reviewable)."""
-import dataclasses
-
 import nbformat as nbf
 
 from bevlib.experiments.busch2026 import Table1Params
+from bevlib.params import parameters_source
 
 nb = nbf.v4.new_notebook()
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -27,13 +26,8 @@ COMMENTS = {
     "finetune_halved_epochs": "paper: 14 (32,800 steps)", "bev_class_weights": "background, boundary, lane, crosswalk",
     "output_dir": "None: <project>/outputs/table1", "runs_dir": "None: <project>/outputs/runs/busch2026",
 }
-lines = ["# Parameters (papermill overrides these; the defaults are the embedded-default preset)"]
-for f in dataclasses.fields(Table1Params):
-    v = f.default
-    v = list(v) if isinstance(v, tuple) else v
-    line = f"{f.name} = {v!r}"
-    lines.append(f"{line:<40}  # {COMMENTS[f.name]}" if f.name in COMMENTS else line)
-params = nbf.v4.new_code_cell("\n".join(lines))
+params = nbf.v4.new_code_cell(parameters_source(
+    Table1Params, COMMENTS, "# Parameters (papermill overrides these; the defaults are the embedded-default preset)"))
 params.metadata["tags"] = ["parameters"]
 cells.append(params)
 cells.append(nbf.v4.new_code_cell(
@@ -63,6 +57,8 @@ cells.append(nbf.v4.new_markdown_cell("## Fig. 6: mIoU60 against total training 
 cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig6(runs, out / 'fig6_miou_progress.png'))))"))
 cells.append(nbf.v4.new_markdown_cell("## Fig. 5: BEV predictions vs ground truth vs pseudo-label (one validation keyframe)"))
 cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig5(runs, exp, out / 'fig5_qualitative.png'))))"))
+for i, c in enumerate(cells):
+    c["id"] = f"cell-{i}"   # fixed ids: regenerating gives the same bytes
 nb.cells = cells
 nbf.write(nb, "notebooks/table1.ipynb")
 print("wrote notebooks/table1.ipynb")
