@@ -31,6 +31,8 @@ The JSON goes to ``outputs/bench/render.json`` (atomic write) unless ``--out`` s
 """
 from __future__ import annotations
 
+from .runtime import reuse_large_allocations
+
 import argparse
 import json
 import os
@@ -247,6 +249,9 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
     Kt = torch.as_tensor(K, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
     Tt = torch.as_tensor(T, dtype=torch.float32)[None].repeat(batch, 1, 1, 1)
     load_start = _load()
+    # The same process setting as training (bevlib.train): every method here, PyTorch3D included,
+    # reuses its large output blocks instead of page-faulting fresh ones at each call.
+    reused = reuse_large_allocations()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -271,7 +276,7 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
         "schema_version": SCHEMA_VERSION,
         "config": {"batch": batch, "cameras": int(K.shape[0]), "image_hw": list(image_hw),
                    "channels": list(channels), "bev_sizes": list(bev_sizes), "passes": list(passes),
-                   "repeats": repeats, "warmup": warmup, "threads": threads, "quick": quick,
+                   "repeats": repeats, "warmup": warmup, "threads": threads, "quick": quick, "reuse_large_allocations": reused,
                    "statistic": "median over repeats, ms; methods timed round-robin (rotating order) in one "
                                 "process; the floor target is judged on analytic_over_floor_paired, the median "
                                 "of per-repeat analytic/floor ratios",

@@ -35,6 +35,7 @@ from .io import atomic_write, atomic_write_text, canonical_json, config_hash
 from .losses import bev_ce, busch2026_alg1_temporal_loss, busch2026_eq1_reprojection_ce
 from .metrics import RangedBEVMetrics
 from .render import render_bev
+from .runtime import reuse_large_allocations
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
@@ -314,6 +315,7 @@ def train(model_factory, model_cfg: dict, cfg: TrainConfig, store: KeyframeStore
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(json.loads(canonical_json(resolved)), indent=2))
 
+    reuse_large_allocations()
     torch.manual_seed(cfg.seed)
     model = model_factory(model_cfg)
     need_prev = cfg.use_history or cfg.temporal
