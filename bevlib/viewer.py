@@ -666,7 +666,7 @@ class CheckpointPredictor:
         self.image_wh = tuple((run_cfg.get("data") or {}).get("image_wh") or (224, 128))
         self.use_history = bool((run_cfg.get("train") or {}).get("use_history", False))
         if model_factory is None:
-            from .experiments.busch2026 import _model_factory as model_factory
+            from .experiments.busch2026 import model_factory
         self.model = model_factory(self.model_cfg)
         self.model.load_state_dict(load_checkpoint(ck)["model"])
         self.model.eval()

@@ -45,5 +45,5 @@ class FakeStore(KeyframeStore):
 
 
 def factory(cfg):
-    from bevlib.models.bevformer import BEVFormerConfig, build_bevformer
-    return build_bevformer(BEVFormerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    from bevlib.experiments.busch2026 import model_factory
+    return model_factory(cfg)

@@ -297,14 +297,14 @@ def test_world_keyframe_has_every_layer(world_model):
 def _tiny_checkpoint(tmp_path, with_config: bool):
     import torch
 
-    from bevlib.experiments.busch2026 import _model_factory
+    from bevlib.experiments.busch2026 import model_factory
     from bevlib.train import save_checkpoint
 
     cfg = {"backbone": "tiny", "backbone_weights": None, "embed_dim": 16, "num_layers": 1,
            "query_hw": [15, 8], "out_hw": [60, 30]}
     torch.manual_seed(0)
     run = tmp_path / "run"
-    ck = save_checkpoint(run / "checkpoints" / "step_00000001.pt", {"model": _model_factory(cfg).state_dict()})
+    ck = save_checkpoint(run / "checkpoints" / "step_00000001.pt", {"model": model_factory(cfg).state_dict()})
     if with_config:
         (run / "config.json").write_text(json.dumps({
             "model": cfg, "grid": GRID.with_shape(60, 30).as_dict(), "data": {"image_wh": [160, 96]},

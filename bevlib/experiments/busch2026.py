@@ -73,6 +73,8 @@ class Table1Params:
     backbone_weights: str | None = None     # local pretrained weights (paper: ImageNet ResNet-50)
     embed_dim: int = 32                     # paper: 256
     num_layers: int = 1                     # paper: 6
+    num_heads: int = 4                      # paper: 8 (BEVFormer)
+    ffn_dim: int = 128                      # paper: 512 (BEVFormer: 2 x embed_dim)
     epochs: int = 12                        # baseline and pretraining length, paper: 30
     batch_size: int = 2                     # paper: 6
     lr: float = 2e-3                        # paper: 2e-4 (BEVFormer)
@@ -108,7 +110,8 @@ class Table1Params:
             if len(self.bev_class_weights) != NUM_BEV:
                 raise ParameterError(f"parameter 'bev_class_weights' needs {NUM_BEV} values, got {self.bev_class_weights!r}")
             self.bev_class_weights = tuple(float(x) for x in self.bev_class_weights)
-        for n in ("epochs", "batch_size", "finetune_halved_epochs", "world_scenes", "world_keyframes", "num_layers"):
+        for n in ("epochs", "batch_size", "finetune_halved_epochs", "world_scenes", "world_keyframes", "num_layers",
+                  "num_heads", "ffn_dim"):
             if not isinstance(getattr(self, n), int) or getattr(self, n) < 1:
                 raise ParameterError(f"parameter {n!r} must be a positive integer, got {getattr(self, n)!r}")
 
@@ -134,7 +137,8 @@ class Experiment:
     def model_cfg(self) -> dict:
         p = self.params
         return {"backbone": p.backbone, "backbone_weights": p.backbone_weights, "embed_dim": p.embed_dim,
-                "num_layers": p.num_layers, "query_hw": list(p.query_hw), "out_hw": list(p.bev_hw)}
+                "num_layers": p.num_layers, "num_heads": p.num_heads, "ffn_dim": p.ffn_dim,
+                "query_hw": list(p.query_hw), "out_hw": list(p.bev_hw)}
 
 
 def make_labeler(p: Table1Params):
@@ -192,11 +196,11 @@ def _camera_tokens(nusc, sample_token: str) -> list[str]:
     return [data[c] for c in CAMERAS if c in data]
 
 
-def _model_factory(cfg: dict):
+def model_factory(cfg: dict):
+    """The BEVFormer-style network of a run's model config (``Experiment.model_cfg`` / the
+    ``model`` entry of a run's ``config.json``); lists become tuples."""
     from ..models.bevformer import BEVFormerConfig, build_bevformer
-    return build_bevformer(BEVFormerConfig(backbone=cfg["backbone"], backbone_weights=cfg["backbone_weights"],
-                                           embed_dim=cfg["embed_dim"], num_layers=cfg["num_layers"],
-                                           query_hw=tuple(cfg["query_hw"]), out_hw=tuple(cfg["out_hw"])))
+    return build_bevformer(BEVFormerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
 
 
 def _train_cfg(p: Table1Params, **kw) -> TrainConfig:
@@ -214,11 +218,11 @@ def run_table1(exp: Experiment) -> dict:
     common = dict(store=exp.store, val_tokens=exp.val_tokens, runs_root=runs_root, grid=p.grid,
                   data_id=exp.data_id, progress=p.progress)
     runs = {}
-    runs["supervised baseline"] = train(_model_factory, exp.model_cfg, _train_cfg(p, mode="supervised", epochs=p.epochs),
+    runs["supervised baseline"] = train(model_factory, exp.model_cfg, _train_cfg(p, mode="supervised", epochs=p.epochs),
                                         train_tokens=exp.train_tokens, name="baseline", **common)
     pre = {}
     for temporal, row in ((False, "self-supervised pretraining"), (True, "self-superv. pretrain + temp")):
-        pre[temporal] = train(_model_factory, exp.model_cfg,
+        pre[temporal] = train(model_factory, exp.model_cfg,
                               _train_cfg(p, mode="pretrain", temporal=temporal, epochs=p.epochs),
                               train_tokens=exp.train_tokens, name="pretrain_temp" if temporal else "pretrain", **common)
         runs[row] = pre[temporal]
@@ -228,7 +232,7 @@ def run_table1(exp: Experiment) -> dict:
             row = f"ours({n}ep pretrain{' + temp' if temporal else ''})"
             cfg = _train_cfg(p, mode="supervised", epochs=p.finetune_halved_epochs,
                              init_from=str(checkpoint_at(pre[temporal], n)), step_offset=n * steps_per_epoch)
-            runs[row] = train(_model_factory, exp.model_cfg, cfg, train_tokens=exp.half_tokens,
+            runs[row] = train(model_factory, exp.model_cfg, cfg, train_tokens=exp.half_tokens,
                               name=f"finetune_{n}ep{'_temp' if temporal else ''}", **common)
     runs["_pretrain"], runs["_pretrain_temp"] = pre[False], pre[True]
     return runs
@@ -332,7 +336,7 @@ def predict_bev(run_dir, exp: Experiment, sample_token: str) -> np.ndarray:
     from ..train import forward, latest_checkpoint, load_checkpoint
     from torch.utils.data import default_collate
 
-    model = _model_factory(exp.model_cfg)
+    model = model_factory(exp.model_cfg)
     model.load_state_dict(load_checkpoint(latest_checkpoint(run_dir))["model"])
     model.eval()
     ds = KeyframeDataset(exp.store, [sample_token], with_prev=exp.params.use_history)
