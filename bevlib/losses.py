@@ -85,10 +85,9 @@ def busch2026_alg1_temporal_loss(head, X: torch.Tensor, curr_T_prev: torch.Tenso
     if not bool(has_prev.any()):
         return loss_t, X.new_zeros(())
     sel = has_prev.nonzero().flatten()
-    sel_np = sel.numpy()
     # The previous frame's map, seen from the previous ego frame: sample X at curr_T_prev @ p_prev.
-    X_prev = warp_bev(X[sel], curr_T_prev[sel], grid)
-    K_np = K[sel_np] if not isinstance(K, torch.Tensor) else K[sel]
-    T_np = ego_T_cam[sel_np] if not isinstance(ego_T_cam, torch.Tensor) else ego_T_cam[sel]
-    pred_prev = render_bev(head(X_prev), K_np, T_np, image_hw, grid, backend)[0]
+    X_prev = warp_bev(X[sel], torch.as_tensor(curr_T_prev)[sel], grid)
+    # The rig is fixed within a scene, so the current calibration renders the t-1 frame too.
+    K_prev, T_prev = torch.as_tensor(K)[sel], torch.as_tensor(ego_T_cam)[sel]
+    pred_prev = render_bev(head(X_prev), K_prev, T_prev, image_hw, grid, backend)[0]
     return loss_t, busch2026_eq1_reprojection_ce(pred_prev, gt_cp_prev[sel])
