@@ -6,6 +6,9 @@ from pathlib import Path
 
 import nbformat as nbf
 
+from bevlib.params import parameters_source
+from bevlib.viewer import ViewerParams
+
 OUT = Path(__file__).resolve().parents[1] / "notebooks" / "viewer.ipynb"
 
 nb = nbf.v4.new_notebook()
@@ -20,17 +23,12 @@ cells = [nbf.v4.new_markdown_cell(
     "`dataroot = None` views the **embedded world** (generated on first use, a few seconds). Works in JupyterLab "
     "and as a page: `voila notebooks/viewer.ipynb`. Every parameter can also be set by an environment variable "
     "`BEVLIB_VIEWER_<NAME>` or, under voila, a URL query (`?world_keyframes=3`).")]
-params = nbf.v4.new_code_cell(
-    "# Parameters\n"
-    "dataroot = None            # None: the embedded world; or a nuScenes dataroot, e.g. ../shared/nuscenes-keyframe\n"
-    "version = \"v1.0-mini\"\n"
-    "checkpoint = None          # optional: a run directory (outputs/runs/...) or a checkpoint .pt file\n"
-    "model_config = None        # the checkpoint's model config (dict or JSON path); None: the run's config.json\n"
-    "world_seed = 0             # embedded world only\n"
-    "world_scenes = 2\n"
-    "world_keyframes = 4\n"
-    "world_image_wh = [400, 225]\n"
-    "image_wh = [400, 225]      # display size of one camera image")
+params = nbf.v4.new_code_cell(parameters_source(ViewerParams, {
+    "dataroot": "None: the embedded world; or a nuScenes dataroot, e.g. ../shared/nuscenes-keyframe",
+    "checkpoint": "optional: a run directory (outputs/runs/...) or a checkpoint .pt file",
+    "model_config": "the checkpoint's model config (dict or JSON path); None: the run's config.json",
+    "world_seed": "embedded world only",
+    "image_wh": "display size of one camera image"}, "# Parameters"))
 params.metadata["tags"] = ["parameters"]
 cells.append(params)
 cells.append(nbf.v4.new_code_cell(
