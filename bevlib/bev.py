@@ -82,6 +82,7 @@ class BEVGrid:
         return np.abs(x - centre) <= longitudinal_range_m / 2.0 + 1e-9
 
     def as_dict(self) -> dict:
+        """The grid as a plain dict (for configs and hashing); ``BEVGrid(**d)`` rebuilds it."""
         return dict(x_min=self.x_min, x_max=self.x_max, y_min=self.y_min, y_max=self.y_max, H=self.H, W=self.W)
 
 

@@ -62,7 +62,7 @@ def bev_ce(logits: torch.Tensor, gt_bev: torch.Tensor, class_weights: torch.Tens
 def busch2026_alg1_temporal_loss(head, X: torch.Tensor, curr_T_prev: torch.Tensor, K, ego_T_cam,
                                  image_hw: tuple[int, int], grid: BEVGrid, gt_cp_t: torch.Tensor,
                                  gt_cp_prev: torch.Tensor, has_prev: torch.Tensor | None = None,
-                                 backend: str = "analytic"):
+                                 backend: str = "analytic", logits_t: torch.Tensor | None = None):
     """busch2026 Alg. 1: reconstruction loss at t and, from the same latent BEV, at t - 1.
 
     X(t-1) is X rotated by the ego yaw change and translated by the ego displacement, i.e. the
@@ -77,9 +77,12 @@ def busch2026_alg1_temporal_loss(head, X: torch.Tensor, curr_T_prev: torch.Tenso
         K, ego_T_cam: (B, N, 3, 3), (B, N, 4, 4) the rig at image size ``image_hw``.
         gt_cp_t, gt_cp_prev: (B, N, h, w) pseudo-labels at t and t - 1.
         has_prev: (B,) bool; samples without a previous keyframe (scene start) skip the t-1 term.
+        logits_t: ``head(X)`` when the caller already has it (the model's forward computes it).
     Returns: (L_CE(t), L_CE(t-1)) scalars; L_CE(t-1) is 0 when no sample has a previous frame.
     """
-    loss_t = busch2026_eq1_reprojection_ce(render_bev(head(X), K, ego_T_cam, image_hw, grid, backend)[0], gt_cp_t)
+    if logits_t is None:
+        logits_t = head(X)
+    loss_t = busch2026_eq1_reprojection_ce(render_bev(logits_t, K, ego_T_cam, image_hw, grid, backend)[0], gt_cp_t)
     if has_prev is None:
         has_prev = torch.ones(X.shape[0], dtype=torch.bool)
     if not bool(has_prev.any()):

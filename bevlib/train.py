@@ -80,7 +80,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig needs epochs >= 1 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
 
 
-def _collate_history(model, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _history_bev(model, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
     """History BEV of the previous keyframe (no gradient, as BEVFormer) aligned by the model;
     zero history at a scene start."""
     has_prev = batch["has_prev"]
@@ -92,7 +92,7 @@ def _collate_history(model, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
 
 def forward(model, batch, use_history: bool) -> dict:
     """Model forward on a collated batch, with the previous keyframe as history when enabled."""
-    prev_bev, curr_T_prev = _collate_history(model, batch) if use_history else (None, None)
+    prev_bev, curr_T_prev = _history_bev(model, batch) if use_history else (None, None)
     return model(normalize_images(batch["images"]), batch["K"], batch["ego_T_cam"],
                  prev_bev=prev_bev, curr_T_prev=curr_T_prev)
 
@@ -108,7 +108,7 @@ def training_loss(model, batch, cfg: TrainConfig, grid: BEVGrid) -> tuple[torch.
     if cfg.temporal:
         l_t, l_prev = busch2026_alg1_temporal_loss(
             model.head, out["bev"], batch["curr_T_prev"], batch["K"], batch["ego_T_cam"], hw, grid,
-            batch["pseudo"], batch["prev_pseudo"], batch["has_prev"], cfg.render_backend)
+            batch["pseudo"], batch["prev_pseudo"], batch["has_prev"], cfg.render_backend, logits_t=out["logits"])
         loss = l_t + l_prev
         return loss, {"loss": loss.item(), "loss_t": l_t.item(), "loss_prev": l_prev.item()}
     pred_cp, _ = render_bev(out["logits"], batch["K"], batch["ego_T_cam"], hw, grid, cfg.render_backend)
@@ -264,6 +264,7 @@ class SpikeGuard:
         return None
 
     def push(self, loss: float) -> None:
+        """Record an accepted (non-spike) loss in the running window."""
         self.history.append(loss)
 
 

@@ -21,6 +21,10 @@ class KeyframeStore:
         self._items: dict[str, dict] = {}
 
     def get(self, token: str) -> dict:
+        """The keyframe dict of :func:`load_keyframe` for a ``sample_token`` (loaded on first use).
+
+        Raises: DataError naming a missing or corrupt file / record.
+        """
         item = self._items.get(token)
         if item is None:
             item = load_keyframe(self.nusc, token, self.cfg)

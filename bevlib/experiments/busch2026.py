@@ -118,6 +118,7 @@ class Table1Params:
 
     @property
     def grid(self) -> BEVGrid:
+        """The BEV ground-truth / output grid: ``bev_hw`` cells over +-30 m x +-15 m (ego frame)."""
         return BEVGrid(H=self.bev_hw[0], W=self.bev_hw[1])
 
 
@@ -136,6 +137,7 @@ class Experiment:
 
     @property
     def model_cfg(self) -> dict:
+        """The model part of a run's config (``BEVFormerConfig`` fields; lists for JSON)."""
         p = self.params
         return {"backbone": p.backbone, "backbone_weights": p.backbone_weights, "embed_dim": p.embed_dim,
                 "num_layers": p.num_layers, "num_heads": p.num_heads, "ffn_dim": p.ffn_dim,
@@ -276,6 +278,8 @@ def write_table1(rows: list[dict], out_dir: str | Path, caption: str) -> tuple[P
 
 
 def caption(exp: Experiment) -> str:
+    """Table I's caption: what data and settings the measured rows come from, and what
+    'reported' means."""
     p = exp.params
     where = f"the embedded world (seed {p.world_seed})" if not p.dataroot else f"{p.dataroot}"
     return (f"Measured on {where}, {p.version}, val split ({len(exp.val_tokens)} keyframes; trained on "

@@ -218,6 +218,7 @@ class Fig4Data:
 
     @property
     def image_hw(self) -> tuple[int, int]:
+        """(h, w) of the camera image in pixels."""
         return self.image.shape[0], self.image.shape[1]
 
 
@@ -517,6 +518,7 @@ class Fig2Params:
 
     @property
     def grid(self) -> BEVGrid:
+        """The BEV grid: ``bev_hw`` cells over +-30 m x +-15 m (ego frame)."""
         return BEVGrid(H=self.bev_hw[0], W=self.bev_hw[1])
 
 

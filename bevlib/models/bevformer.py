@@ -384,6 +384,7 @@ class SegHead(nn.Module):
                                   nn.Conv2d(dim, num_classes, 1))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Latent BEV X (B, D, Hq, Wq) -> logits (B, num_classes, out_h, out_w)."""
         x = self.pre(X)
         if tuple(x.shape[-2:]) != self.out_hw:
             x = F.interpolate(x, size=self.out_hw, mode="bilinear", align_corners=False)
