@@ -7,15 +7,18 @@ analytic backend caches each rig's sampling grid and a render is one ``grid_samp
 
 * ``floor``: a bare ``torch.nn.functional.grid_sample`` on a precomputed grid, the same gather the
   analytic backend makes (the B*N camera images as the batch, the BEV map expanded over its
-  cameras): the least a gather-based renderer can cost;
+  cameras): what a renderer built on torch's gather costs at least (the native kernels go below
+  it by skipping the pixels that miss the grid);
 * ``flat floor``: the other layout of a bare gather, the (B, C, H, W) map sampled on one
   (B, N*h, w, 2) grid, returned as a (B, N, C, h, w) transposed view (the renderer's previous
   layout): its forward output is not contiguous (a consumer that needs contiguous images, like the
   Eq. 1 loss, pays a transposing copy that is not timed here), and its backward, fed the upstream
   gradient in the (B, N, C, h, w) layout, includes that copy;
 * ``analytic``: the public API, :func:`bevlib.render.render_bev` (hot: the rig's grid is cached;
-  on CPU its backward is one sparse product with the cached transposed bilinear operator, so its
-  forward + backward can beat the floor's);
+  on CPU it runs the native kernels of :mod:`bevlib.native` over the valid pixels only, forward
+  bit-identical to the floor where torch's grid_sample fuses its multiply-adds (AVX2 / AVX-512),
+  backward equal to the floor's up to summation order; without a C compiler it is the floor's
+  own grid_sample);
 * ``pytorch3d``: ``render_bev(..., backend="pytorch3d")``, the paper's mesh rasteriser, where
   pytorch3d imports ("unavailable" otherwise).
 
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import render
+from . import native, render
 from .bev import BEVGrid
 from .geometry import scale_intrinsics, transform_from
 from .io import atomic_write_text
@@ -187,8 +190,8 @@ def _case(C: int, S: int, batch: int, image_hw, K: torch.Tensor, T: torch.Tensor
         "analytic_equals_flat_floor": bool(torch.equal(out_a, out_flat)),
     }
     if backward:
-        # On CPU the analytic backward is a sparse product with the transposed bilinear operator
-        # (not grid_sample's scatter-add): equal to the floor's gradient up to summation order.
+        # On CPU the analytic backward is the native kernel (per-thread accumulation, not
+        # grid_sample's scatter-add): equal to the floor's gradient up to summation order.
         row["analytic_grad_max_abs_diff_floor"] = float((grad_a - grad_f).abs().max())
         # Summation order over the cameras differs from the flat layout's: equal up to rounding.
         row["analytic_grad_max_abs_diff_flat_floor"] = float((grad_a - grad_flat).abs().max())
@@ -285,6 +288,8 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
                         "platform": platform.platform(), "machine": platform.machine(),
                         "processor": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(), "pytorch3d": p3d_status,
+                        "native_kernels": native.status(),
+                        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         # Other processes' load inflates wall-clock medians (minima less so).
                         "load_average_1min": {"start": load_start, "end": _load()}},
         "targets": {"analytic_over_floor_max": TARGET_ANALYTIC_OVER_FLOOR,
@@ -305,7 +310,8 @@ def format_table(result: dict) -> str:
     cfg = result["config"]
     head = (f"render benchmark: {cfg['cameras']} cameras x {cfg['image_hw'][0]}x{cfg['image_hw'][1]}, "
             f"batch {cfg['batch']}, {cfg['threads']} threads, median of {cfg['repeats']} (ms); "
-            f"pytorch3d: {result['environment']['pytorch3d']}")
+            f"pytorch3d: {result['environment']['pytorch3d']}; "
+            f"native kernels: {result['environment'].get('native_kernels', '?').split(' (')[0]}")
     cols = (f"{'C':>3} {'BEV':>8} {'pass':>17} {'floor':>9} {'analytic':>9} {'an/floor':>9} {'paired':>7} {'flat':>8} "
             f"{'an/flat':>8} {'cold':>8} {'pytorch3d':>10} {'p3d/an':>7} {'equal':>6}")
     lines = [head, cols, "-" * len(cols)]
@@ -330,7 +336,7 @@ def main(argv=None) -> int:
 
     Writes the result JSON (atomically) and prints the table. JSON keys: ``benchmark``,
     ``schema_version``, ``config``, ``environment`` (``pytorch3d``: "available <v>" or
-    "unavailable: <why>"), ``targets``, ``results`` (per case: ``channels``, ``bev_hw``, ``pass``,
+    "unavailable: <why>"; ``native_kernels``: :func:`bevlib.native.status`), ``targets``, ``results`` (per case: ``channels``, ``bev_hw``, ``pass``,
     ``floor_ms``, ``flat_floor_ms``, ``analytic_ms`` (medians; ``*_min_ms`` minima),
     ``analytic_over_floor`` (ratio of medians), ``analytic_over_floor_paired`` (median of per-repeat
     ratios; judged against the target), ``analytic_over_flat_floor``, ``pytorch3d_ms`` (number or
