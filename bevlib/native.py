@@ -4,8 +4,8 @@ busch2026 renders the predicted BEV map into the six cameras at every training s
 so on a CPU the render's forward and backward dominate a step's rendering cost. With a fixed rig
 (a scene's calibration), :func:`build_plan` precomputes once which pixels are valid and their four
 bilinear taps; :func:`gather_forward` / :func:`gather_backward` then run two small C kernels over
-the valid pixels only, on torch's OpenMP threads (``torch.get_num_threads()`` of them). The forward is bit-identical to
-``torch.nn.functional.grid_sample`` (bilinear, zeros padding, ``align_corners=False``) on torch's
+the valid pixels only, on torch's OpenMP threads (``torch.get_num_threads()`` of them). The
+forward is bit-identical to ``torch.nn.functional.grid_sample`` (bilinear, zeros padding, ``align_corners=False``) on torch's
 vectorised CPU path (same fused multiply-adds in the same order); the backward equals grid_sample's
 input gradient up to float32 summation order.
 
@@ -236,8 +236,7 @@ def gather_forward(plan: RenderPlan, bev: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"bev must be float32 ({M}, C, {H}, {W}), got {bev.dtype} {tuple(bev.shape)}")
     C = bev.shape[1]
     nblk = -(-C // LANES)
-    # Packing, like every step here, avoids torch's own parallel ops: their OpenMP workers spin for
-    # a while after each op and would take the cores from the kernel threads that follow.
+    # One C pass builds the channels-last blocks with their zero row (three torch ops otherwise).
     src = bev.detach().contiguous()
     blocks = torch.empty(M, nblk, H * W + 1, LANES)  # the extra (zero) row is the out-of-grid cell
     lib.bevlib_pack_blocks(src.data_ptr(), M, C, H * W, nblk, blocks.data_ptr())
