@@ -5,9 +5,9 @@ so on a CPU the render's forward and backward dominate a step's rendering cost. 
 (a scene's calibration), :func:`build_plan` precomputes once which pixels are valid and their four
 bilinear taps; :func:`gather_forward` / :func:`gather_backward` then run two small C kernels over
 the valid pixels only, on torch's OpenMP threads (``torch.get_num_threads()`` of them). The
-forward is bit-identical to ``torch.nn.functional.grid_sample`` (bilinear, zeros padding, ``align_corners=False``) on torch's
-vectorised CPU path (same fused multiply-adds in the same order); the backward equals grid_sample's
-input gradient up to float32 summation order.
+forward is bit-identical to ``torch.nn.functional.grid_sample`` (bilinear, zeros padding,
+``align_corners=False``) on torch's vectorised CPU path (same fused multiply-adds in the same
+order); the backward equals grid_sample's input gradient up to float32 summation order.
 
 The C file is compiled with the system C compiler (``$CC``, else Python's, cc, gcc or clang) into
 ``<cache>/native/`` (see :func:`bevlib.paths.cache_dir`), keyed by the source, compiler, flags
