@@ -154,6 +154,7 @@ def test_switched_off_falls_back_to_grid_sample(tmp_path):
 
 
 def test_broken_compiler_is_reported_not_raised(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEVLIB_NATIVE", "1")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("BEVLIB_CACHE", str(tmp_path / "cache"))
     native.render_kernels.cache_clear()
