@@ -170,7 +170,8 @@ class RenderPlan:
 
 
 def build_plan(coords: torch.Tensor, valid: torch.Tensor, n_maps: int, bev_hw: tuple[int, int]) -> RenderPlan:
-    """Precompute a rig's valid pixel runs and bilinear taps.
+    """Precompute a rig's valid pixel runs and bilinear taps (the fixed part of busch2026's
+    rendering module, Sec. III-B, for one calibration and BEV map size).
 
     Args:
         coords: (BN, h, w, 2) float32 normalised grid_sample coordinates (``align_corners=False``)
@@ -223,10 +224,13 @@ def _plan_args(plan: RenderPlan):
 
 
 def gather_forward(plan: RenderPlan, bev: torch.Tensor) -> torch.Tensor:
-    """Render: (M, C, H, W) float32 CPU maps -> (BN, C, h, w) float32 contiguous images.
+    """Render (busch2026 Sec. III-B, Pred_bev -> Pred_cp): (M, C, H, W) float32 CPU maps in the
+    ego-frame BEV grid -> (BN, C, h, w) float32 contiguous camera images, 0 at invalid pixels.
 
-    Bit-identical to grid_sample of each camera's map on the plan's coordinates (zeros at invalid
-    pixels). Raises RuntimeError when the kernels are unavailable, ValueError on a shape mismatch.
+    Bit-identical to grid_sample of each camera's map on the plan's coordinates where torch's
+    grid_sample fuses multiply-adds (AVX2 / AVX-512 dispatch). Raises RuntimeError when the
+    kernels are unavailable, ValueError on a shape or dtype mismatch, MemoryError when a kernel
+    cannot allocate its row buffer.
     """
     lib = render_kernels()
     if lib is None:
@@ -250,9 +254,12 @@ def gather_forward(plan: RenderPlan, bev: torch.Tensor) -> torch.Tensor:
 
 
 def gather_backward(plan: RenderPlan, grad_out: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`gather_forward` w.r.t. the maps: (BN, C, h, w) -> (M, C, H, W) float32.
+    """Gradient of :func:`gather_forward` w.r.t. the maps (the backward of busch2026's rendering
+    module, Sec. III-B): upstream (BN, C, h, w) -> (M, C, H, W) float32 CPU, cameras summed into
+    their map. Each thread accumulates into its own buffer; the buffers are summed at the end.
 
-    Each thread accumulates into its own buffer; the buffers are summed at the end.
+    Raises: RuntimeError when the kernels are unavailable, ValueError when ``grad_out`` does not
+    match the plan, MemoryError when a kernel cannot allocate its row buffer.
     """
     lib = render_kernels()
     if lib is None:

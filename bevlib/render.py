@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import native
-
 from .bev import BEVGrid
 
 _GRID_CACHE: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
