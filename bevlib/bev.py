@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import geometry
+from .classes import IGNORE
+
 
 @dataclass(frozen=True)
 class BEVGrid:
@@ -110,3 +113,22 @@ def warp_bev(features: torch.Tensor, src_T_dst: torch.Tensor, grid: BEVGrid, mod
     src_xy = torch.einsum("bij,hwj->bhwi", T[:, :2, :2], xy) + T[:, None, None, :2, 3]
     norm = g.xy_to_normalized(src_xy)
     return F.grid_sample(features, norm, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def lift_to_bev(labels_cp: np.ndarray, K: np.ndarray, ego_T_cam: np.ndarray, grid: BEVGrid) -> np.ndarray:
+    """Camera labels -> BEV on the flat-ground assumption (for display, busch2026 Fig. 5g).
+
+    Each BEV cell centre on z = 0 is projected into every camera; it takes the label of the
+    first camera (in rig order) whose image contains it. labels_cp (N, h, w) -> (H, W) uint8,
+    IGNORE where no camera sees the cell.
+    """
+    xy = grid.cell_centers().reshape(-1, 2)
+    pts = np.concatenate([xy, np.zeros((len(xy), 1))], 1)
+    out = np.full(len(xy), IGNORE, np.uint8)
+    h, w = labels_cp.shape[-2:]
+    for n in range(labels_cp.shape[0]):
+        uv, _, front = geometry.project(K[n], geometry.invert(ego_T_cam[n]), pts)
+        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+        ok = front & (u >= 0) & (u < w) & (v >= 0) & (v < h) & (out == IGNORE)
+        out[ok] = labels_cp[n, v[ok], u[ok]]
+    return out.reshape(grid.H, grid.W)

@@ -37,13 +37,8 @@ from .metrics import RangedBEVMetrics
 from .render import render_bev
 from .runtime import reuse_large_allocations
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
-
-
-def normalize_images(images_u8: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3, h, w) uint8 RGB -> float32 ImageNet-normalised (what ResNet backbones expect)."""
-    return (images_u8.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+from .models.backbone import normalize_images  # noqa: F401  (re-exported)
+from .models.bevformer import forward_keyframes
 
 
 @dataclass
@@ -80,21 +75,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig needs epochs >= 1 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
 
 
-def _history_bev(model, batch) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """History BEV of the previous keyframe (no gradient, as BEVFormer) aligned by the model;
-    zero history at a scene start."""
-    has_prev = batch["has_prev"]
-    with torch.no_grad():
-        prev = model(normalize_images(batch["prev_images"]), batch["prev_K"], batch["prev_ego_T_cam"])["bev"]
-    prev = prev * has_prev.view(-1, 1, 1, 1).to(prev.dtype)
-    return prev, batch["curr_T_prev"]
-
-
 def forward(model, batch, use_history: bool) -> dict:
     """Model forward on a collated batch, with the previous keyframe as history when enabled."""
-    prev_bev, curr_T_prev = _history_bev(model, batch) if use_history else (None, None)
-    return model(normalize_images(batch["images"]), batch["K"], batch["ego_T_cam"],
-                 prev_bev=prev_bev, curr_T_prev=curr_T_prev)
+    return forward_keyframes(model, batch, use_history)
 
 
 def training_loss(model, batch, cfg: TrainConfig, grid: BEVGrid) -> tuple[torch.Tensor, dict]:

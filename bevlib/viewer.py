@@ -419,7 +419,7 @@ def _class_colorscale() -> list:
 
 def _bev_layers(view: SampleView, state: ViewState, grid: BEVGrid, all_layers: bool = False) -> dict:
     """{title: (H, W) class map} of the BEV layers that are on (or all available ones)."""
-    from .experiments.busch2026 import lift_to_bev
+    from .bev import lift_to_bev
 
     out = {}
     # Pseudo-label first: drawn lowest, as in the camera panel, so the map layers stay readable.
@@ -666,7 +666,8 @@ class CheckpointPredictor:
         self.image_wh = tuple((run_cfg.get("data") or {}).get("image_wh") or (224, 128))
         self.use_history = bool((run_cfg.get("train") or {}).get("use_history", False))
         if model_factory is None:
-            from .experiments.busch2026 import model_factory
+            from .models.registry import build_model
+            model_factory = lambda cfg: build_model("bevformer", cfg)  # noqa: E731
         self.model = model_factory(self.model_cfg)
         self.model.load_state_dict(load_checkpoint(ck)["model"])
         self.model.eval()
@@ -681,7 +682,7 @@ class CheckpointPredictor:
 
         from .data.dataset import KeyframeDataset, KeyframeStore
         from .data.nuscenes_data import KeyframeConfig
-        from .train import forward
+        from .models.bevformer import forward_keyframes as forward
 
         store = self._stores.get(id(nusc))
         if store is None:

@@ -90,22 +90,27 @@ def test_forward_shapes_and_shared_head():
     assert out["bev"].shape == (2, 16, 12, 10)
     assert out["logits"].shape == (2, 14, 24, 20)
     torch.testing.assert_close(model.head(out["bev"]), out["logits"])
-    out2 = model(images, K, T, prev_bev=out["bev"].detach(), curr_T_prev=torch.eye(4).expand(2, 4, 4))
+    out2 = model(images, K, T, prev_bev=out["bev"].detach(), curr_T_prev=torch.eye(4).expand(2, 4, 4),
+                 has_prev=torch.ones(2, dtype=torch.bool))
     assert out2["bev"].shape == out["bev"].shape and torch.isfinite(out2["logits"]).all()
 
 
-def test_zero_history_means_no_history():
-    """An all-zero history (the trainer's scene-start marker) behaves as BEVFormer without history."""
+def test_has_prev_false_means_no_history():
+    """A sample with ``has_prev`` False behaves as BEVFormer without history, whatever its
+    (non-zero) history tensor holds; an all-zero history with ``has_prev`` True is a history."""
     torch.manual_seed(0)
     model = build_bevformer(_tiny_cfg()).eval()
     images, K, T = _inputs()
+    eye = torch.eye(4).expand(2, 4, 4)
     with torch.no_grad():
         a = model(images, K, T)["bev"]
-        prev = torch.zeros_like(a)
-        prev[1] = torch.randn_like(a[1])
-        b = model(images, K, T, prev_bev=prev, curr_T_prev=torch.eye(4).expand(2, 4, 4))["bev"]
+        prev = torch.randn_like(a)
+        b = model(images, K, T, prev_bev=prev, curr_T_prev=eye, has_prev=torch.tensor([False, True]))["bev"]
+        c = model(images, K, T, prev_bev=torch.zeros_like(a), curr_T_prev=eye,
+                  has_prev=torch.tensor([True, True]))["bev"]
     torch.testing.assert_close(b[0], a[0])
     assert not torch.allclose(b[1], a[1])
+    assert not torch.allclose(c[0], a[0])
 
 
 def test_gradients_reach_queries_backbone_and_attention():
@@ -113,7 +118,8 @@ def test_gradients_reach_queries_backbone_and_attention():
     model = build_bevformer(_tiny_cfg())
     images, K, T = _inputs()
     prev = torch.randn(2, 16, 12, 10)
-    out = model(images, K, T, prev_bev=prev, curr_T_prev=torch.eye(4).expand(2, 4, 4))
+    out = model(images, K, T, prev_bev=prev, curr_T_prev=torch.eye(4).expand(2, 4, 4),
+                has_prev=torch.ones(2, dtype=torch.bool))
     out["logits"].square().mean().backward()
     layer = model.layers[0]
     # (The positional embedding only enters through the offset / weight layers, whose weights start
@@ -144,8 +150,10 @@ def test_config_from_plain_dict_and_validation():
     with pytest.raises(ValueError, match="divisible"):
         BEVFormerConfig(embed_dim=30, num_heads=4)
     images, K, T = _inputs()
-    with pytest.raises(ValueError, match="curr_T_prev"):
+    with pytest.raises(ValueError, match="curr_T_prev and has_prev"):
         model(images, K, T, prev_bev=torch.zeros(2, 16, 12, 10))
+    with pytest.raises(ValueError, match="curr_T_prev and has_prev"):
+        model(images, K, T, prev_bev=torch.zeros(2, 16, 12, 10), curr_T_prev=torch.eye(4).expand(2, 4, 4))
     with pytest.raises(ValueError, match="camera embeddings"):
         model(torch.cat([images, images], 1), K.repeat(1, 2, 1, 1), T.repeat(1, 2, 1, 1))
 

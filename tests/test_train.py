@@ -115,7 +115,9 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
 def test_poisoned_batch_rolls_back_and_recovers(tmp_path):
     cfg = TrainConfig(mode="supervised", epochs=3, batch_size=2, lr=1e-3)
     clean = read_metrics(run(tmp_path / "clean", cfg))
-    d = run(tmp_path / "poisoned", cfg, store=FakeStore(poison={"s1k1"}))
+    # s1k2 ends its scene: no other keyframe reads it as history, so it poisons one batch an epoch
+    # (a poisoned history keyframe would poison its successor's batch too)
+    d = run(tmp_path / "poisoned", cfg, store=FakeStore(poison={"s1k2"}))
     rows = read_metrics(d)
     events = (d / "events.jsonl").read_text().splitlines()
     assert len(events) == 3                        # one poisoned batch per epoch, each rolled back
@@ -129,7 +131,7 @@ def test_poisoned_batch_rolls_back_and_recovers(tmp_path):
     from bevlib.train import TrainingDiverged
     with pytest.raises(TrainingDiverged):
         run(tmp_path / "noguard", TrainConfig(mode="supervised", epochs=3, batch_size=2, max_rollbacks=0),
-            store=FakeStore(poison={"s1k1"}))
+            store=FakeStore(poison={"s1k2"}))
 
 
 def test_two_phase_starts_from_checkpoint(tmp_path):

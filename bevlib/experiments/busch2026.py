@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import geometry as geo
-from ..bev import BEVGrid
+from ..bev import BEVGrid, lift_to_bev
 from ..classes import BEV_CLASSES, IGNORE, NUM_BEV
 from ..data.dataset import KeyframeStore
 from ..data.nuscenes_data import (BEVTargetConfig, KeyframeConfig, half_subset, open_nuscenes,
@@ -205,9 +205,9 @@ def _camera_tokens(nusc, sample_token: str) -> list[str]:
 
 def model_factory(cfg: dict):
     """The BEVFormer-style network of a run's model config (``Experiment.model_cfg`` / the
-    ``model`` entry of a run's ``config.json``); lists become tuples."""
-    from ..models.bevformer import BEVFormerConfig, build_bevformer
-    return build_bevformer(BEVFormerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    ``model`` entry of a run's ``config.json``): the registry's ``"bevformer"``."""
+    from ..models.registry import build_model
+    return build_model("bevformer", cfg)
 
 
 def _train_cfg(p: Table1Params, **kw) -> TrainConfig:
@@ -317,25 +317,6 @@ def plot_fig6(runs: dict, path: str | Path):
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return path
-
-
-def lift_to_bev(labels_cp: np.ndarray, K: np.ndarray, ego_T_cam: np.ndarray, grid: BEVGrid) -> np.ndarray:
-    """Camera pseudo-labels -> BEV on the flat-ground assumption (for display, busch2026 Fig. 5g).
-
-    Each BEV cell centre on z = 0 is projected into every camera; it takes the label of the
-    first camera (in rig order) whose image contains it. labels_cp (N, h, w) -> (H, W) uint8,
-    IGNORE where no camera sees the cell.
-    """
-    xy = grid.cell_centers().reshape(-1, 2)
-    pts = np.concatenate([xy, np.zeros((len(xy), 1))], 1)
-    out = np.full(len(xy), IGNORE, np.uint8)
-    h, w = labels_cp.shape[-2:]
-    for n in range(labels_cp.shape[0]):
-        uv, _, front = geo.project(K[n], geo.invert(ego_T_cam[n]), pts)
-        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
-        ok = front & (u >= 0) & (u < w) & (v >= 0) & (v < h) & (out == IGNORE)
-        out[ok] = labels_cp[n, v[ok], u[ok]]
-    return out.reshape(grid.H, grid.W)
 
 
 @torch.no_grad()

@@ -16,6 +16,17 @@ import torch
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
+#: ImageNet channel statistics (what ImageNet-pretrained backbones expect), shaped for (B, N, 3, h, w).
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+
+
+def normalize_images(images_u8: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3, h, w) uint8 RGB -> float32 ImageNet-normalised, on the input's device."""
+    mean, std = IMAGENET_MEAN.to(images_u8.device), IMAGENET_STD.to(images_u8.device)
+    return (images_u8.float() / 255.0 - mean) / std
+
+
 #: Named architectures: ``transformers.ResNetConfig`` keyword arguments.
 RESNET_PRESETS: dict[str, dict] = {
     # He et al. 2016, as microsoft/resnet-50: bottleneck blocks, C2..C5 = 256..2048 channels.
@@ -31,7 +42,7 @@ RESNET_PRESETS: dict[str, dict] = {
 class ResNetFeatures(nn.Module):
     """A ResNet stem plus its first ``out_stage`` stages: images -> one feature map.
 
-    Input ``images`` (B, 3, h, w) float, ImageNet-normalised RGB (``bevlib.train.normalize_images``).
+    Input ``images`` (B, 3, h, w) float, ImageNet-normalised RGB (:func:`normalize_images`).
     Output (B, ``out_channels``, ceil(h / stride), ceil(w / stride)) float.
 
     Attributes:

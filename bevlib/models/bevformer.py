@@ -432,7 +432,8 @@ class BEVFormer(nn.Module):
         return f + self.cam_embeds[:N].view(1, N, -1, 1, 1).to(f.dtype)
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, ego_T_cam: torch.Tensor,
-                prev_bev: torch.Tensor | None = None, curr_T_prev: torch.Tensor | None = None) -> dict:
+                prev_bev: torch.Tensor | None = None, curr_T_prev: torch.Tensor | None = None,
+                has_prev: torch.Tensor | None = None) -> dict:
         """Encode one keyframe.
 
         Args:
@@ -441,16 +442,16 @@ class BEVFormer(nn.Module):
             K: (B, N, 3, 3) intrinsics in pixels at (h, w) (OpenCV, pixel centres at integers).
             ego_T_cam: (B, N, 4, 4) camera -> ego, metres.
             prev_bev: (B, D, Hq, Wq) latent BEV ``X`` of the previous keyframe or None. Treated as a
-                constant (detached, as BEVFormer computes it without gradient). A sample whose
-                history is all zeros (the trainer's marker for a scene start) is treated as having
-                no history: its current queries are used twice, as BEVFormer does.
+                constant (detached, as BEVFormer computes it without gradient).
             curr_T_prev: (B, 4, 4) previous ego frame -> current ego frame; required with prev_bev.
+            has_prev: (B,) bool, required with prev_bev: False for a sample without history (a
+                scene start), whose current queries are then used twice, as BEVFormer does.
         Returns:
             dict with ``"bev"``: X (B, D, Hq, Wq), the latent BEV in the current ego frame over
             ``query_grid``, and ``"logits"``: (B, num_classes, out_h, out_w) = ``head(X)``.
         Raises:
             ValueError: inconsistent shapes, more cameras than ``num_cams``, or prev_bev without
-                curr_T_prev.
+                curr_T_prev / has_prev.
         """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (B, N, 3, h, w), got {tuple(images.shape)}")
@@ -469,7 +470,7 @@ class BEVFormer(nn.Module):
         coords, in_front, visible = reference_points_cam(self.pillars, K.to(images.device),
                                                          ego_T_cam.to(images.device), (Hf * s, Wf * s),
                                                          self.cfg.min_depth)
-        history, has_history = self._history(prev_bev, curr_T_prev, B)
+        history, has_history = self._history(prev_bev, curr_T_prev, has_prev, B)
         query = self.bev_queries.unsqueeze(0).expand(B, -1, -1)
         pos = self.positional_embedding()
         for layer in self.layers:
@@ -478,17 +479,19 @@ class BEVFormer(nn.Module):
         X = query.transpose(1, 2).reshape(B, D, Hq, Wq)
         return {"bev": X, "logits": self.head(X)}
 
-    def _history(self, prev_bev, curr_T_prev, B):
+    def _history(self, prev_bev, curr_T_prev, has_prev, B):
         """Aligned history as (B, Q, D) queries and the (B,) mask of samples that have one."""
         if prev_bev is None:
             return None, None
         expected = (B, self.cfg.embed_dim, *self.cfg.query_hw)
         if tuple(prev_bev.shape) != expected:
             raise ValueError(f"prev_bev must be {expected}, got {tuple(prev_bev.shape)}")
-        if curr_T_prev is None:
-            raise ValueError("prev_bev given without curr_T_prev")
+        if curr_T_prev is None or has_prev is None:
+            raise ValueError("prev_bev needs curr_T_prev and has_prev (which samples have a history)")
+        if tuple(has_prev.shape) != (B,):
+            raise ValueError(f"has_prev must be ({B},), got {tuple(has_prev.shape)}")
         prev_bev = prev_bev.detach()
-        has = prev_bev.flatten(1).abs().amax(1) > 0
+        has = has_prev.to(device=prev_bev.device, dtype=torch.bool)
         aligned = align_history(prev_bev, curr_T_prev.to(prev_bev.device), self.query_grid)
         return aligned.flatten(2).transpose(1, 2), has
 
@@ -501,3 +504,36 @@ def build_bevformer(cfg: BEVFormerConfig | dict | None = None) -> BEVFormer:
     elif isinstance(cfg, dict):
         cfg = BEVFormerConfig(**cfg)
     return BEVFormer(cfg)
+
+
+def build_bevformer_from_dict(cfg: dict) -> BEVFormer:
+    """Registry entry ``"bevformer"``: a :class:`BEVFormer` from a JSON-style dict (lists become
+    tuples), e.g. the ``model`` entry of a run's ``config.json``."""
+    return build_bevformer(BEVFormerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+
+
+def forward_keyframes(model: BEVFormer, batch: dict, use_history: bool) -> dict:
+    """The model on a collated keyframe batch (:class:`bevlib.data.dataset.KeyframeDataset`),
+    with the previous keyframe encoded first (no gradient, as BEVFormer) as history when
+    ``use_history``.
+
+    Args:
+        batch: ``images`` (B, N, 3, h, w) uint8, ``K`` (B, N, 3, 3), ``ego_T_cam`` (B, N, 4, 4);
+            with history also ``prev_images`` / ``prev_K`` / ``prev_ego_T_cam``, ``curr_T_prev``
+            (B, 4, 4) and ``has_prev`` (B,) bool.
+    Returns: the model's dict (``"bev"``, ``"logits"``).
+    """
+    from .backbone import normalize_images
+
+    dev = next(model.parameters()).device
+    prev_bev = curr_T_prev = has_prev = None
+    if use_history:
+        has_prev = batch["has_prev"].to(dev)
+        with torch.no_grad():
+            prev_bev = model(normalize_images(batch["prev_images"].to(dev)), batch["prev_K"].to(dev),
+                             batch["prev_ego_T_cam"].to(dev))["bev"]
+        # a scene start has no history: zero it so nothing of the copied current frame leaks in
+        prev_bev = prev_bev * has_prev.view(-1, 1, 1, 1).to(prev_bev.dtype)
+        curr_T_prev = batch["curr_T_prev"].to(dev)
+    return model(normalize_images(batch["images"].to(dev)), batch["K"].to(dev), batch["ego_T_cam"].to(dev),
+                 prev_bev=prev_bev, curr_T_prev=curr_T_prev, has_prev=has_prev)
