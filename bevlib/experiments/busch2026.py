@@ -26,7 +26,7 @@ from ..data.nuscenes_data import (BEVTargetConfig, KeyframeConfig, half_subset, 
 from ..io import atomic_savefig, atomic_write_text
 from ..params import ParameterError
 from ..paths import outputs_dir
-from ..train import TrainConfig, checkpoint_at, read_metrics, train
+from ..train import Task, TrainConfig, checkpoint_at, read_metrics, train, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +210,92 @@ def model_factory(cfg: dict):
     return build_model("bevformer", cfg)
 
 
+class Busch2026Task(Task):
+    """busch2026's runs as one task for the shared trainer.
+
+    Modes: ``supervised`` (BEV cross-entropy against BEV ground truth: the baseline and the
+    fine-tuning phase) and ``pretrain`` (Eq. 1 on rendered predictions against camera
+    pseudo-labels, plus Alg. 1's temporal term when ``temporal``). Evaluation: ranged IoU / mIoU
+    (Table I columns, percent) over the validation keyframes.
+    """
+
+    def __init__(self, model_cfg: dict, store: KeyframeStore, train_tokens, val_tokens, grid: BEVGrid,
+                 data_id: dict | None = None, mode: str = "supervised", temporal: bool = False,
+                 use_history: bool = True, bev_class_weights: tuple | None = None, render_backend: str = "analytic"):
+        if mode not in ("supervised", "pretrain"):
+            raise ValueError(f"Busch2026Task mode must be 'supervised' or 'pretrain', got {mode!r}")
+        if temporal and mode != "pretrain":
+            raise ValueError("Busch2026Task temporal applies to mode='pretrain' only")
+        self.model_cfg, self.store, self.grid, self.data_id = dict(model_cfg), store, grid, dict(data_id or {})
+        self.train_tokens, self.val_tokens = list(train_tokens), list(val_tokens)
+        self.mode, self.temporal, self.use_history = mode, temporal, use_history
+        self.bev_class_weights = None if bev_class_weights is None else tuple(bev_class_weights)
+        self.render_backend = render_backend
+
+    def config(self) -> dict:
+        from ..io import config_hash
+        return {"model_name": "bevformer", "model": self.model_cfg, "grid": self.grid.as_dict(), "data": self.data_id,
+                "n_train": len(self.train_tokens), "n_val": len(self.val_tokens),
+                "train_tokens_hash": config_hash(self.train_tokens), "mode": self.mode, "temporal": self.temporal,
+                "use_history": self.use_history, "bev_class_weights": self.bev_class_weights,
+                "render_backend": self.render_backend}
+
+    def build_model(self):
+        return model_factory(self.model_cfg)
+
+    def train_dataset(self):
+        from ..data.dataset import KeyframeDataset
+        return KeyframeDataset(self.store, self.train_tokens, with_prev=self.use_history or self.temporal)
+
+    def val_dataset(self):
+        from ..data.dataset import KeyframeDataset
+        return KeyframeDataset(self.store, self.val_tokens, with_prev=self.use_history)
+
+    def loss(self, model, batch: dict) -> dict:
+        """``{"loss": CE}`` (supervised: BEV CE; pretrain: Eq. 1) or, with the temporal loss,
+        ``{"loss_t": Eq. 1 at t, "loss_prev": Alg. 1's term at t-1}``."""
+        from ..losses import bev_ce, busch2026_alg1_temporal_loss, busch2026_eq1_reprojection_ce
+        from ..models.bevformer import forward_keyframes
+        from ..render import render_bev
+
+        out = forward_keyframes(model, batch, self.use_history)
+        if self.mode == "supervised":
+            w = None if self.bev_class_weights is None else torch.tensor(
+                self.bev_class_weights, dtype=torch.float32, device=out["logits"].device)
+            return {"loss": bev_ce(out["logits"], batch["bev_gt"], w)}
+        hw = tuple(batch["pseudo"].shape[-2:])
+        if self.temporal:
+            l_t, l_prev = busch2026_alg1_temporal_loss(
+                unwrap(model).head, out["bev"], batch["curr_T_prev"], batch["K"], batch["ego_T_cam"], hw, self.grid,
+                batch["pseudo"], batch["prev_pseudo"], batch["has_prev"], self.render_backend, logits_t=out["logits"])
+            return {"loss_t": l_t, "loss_prev": l_prev}
+        pred_cp, _ = render_bev(out["logits"], batch["K"], batch["ego_T_cam"], hw, self.grid, self.render_backend)
+        return {"loss": busch2026_eq1_reprojection_ce(pred_cp, batch["pseudo"])}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, reduce) -> dict:
+        """Ranged IoU / mIoU (busch2026 Table I columns) in percent over the validation keyframes."""
+        from ..metrics import RangedBEVMetrics
+        from ..models.bevformer import forward_keyframes
+
+        metrics = RangedBEVMetrics(self.grid)
+        for batch in batches:
+            logits = forward_keyframes(model, batch, self.use_history)["logits"]
+            metrics.update(logits[:, :NUM_BEV].argmax(1), batch["bev_gt"])
+        for cm in metrics.cms.values():
+            cm.counts = reduce(cm.counts)
+        return metrics.compute()
+
+
+def make_task(exp: "Experiment", tokens, **kw) -> Busch2026Task:
+    """A :class:`Busch2026Task` on the experiment's data, trained on ``tokens``."""
+    p = exp.params
+    return Busch2026Task(exp.model_cfg, exp.store, tokens, exp.val_tokens, p.grid, exp.data_id,
+                         use_history=p.use_history, render_backend=p.render_backend, **kw)
+
+
 def _train_cfg(p: Table1Params, **kw) -> TrainConfig:
-    base = dict(batch_size=p.batch_size, lr=p.lr, seed=p.seed, use_history=p.use_history,
-                bev_class_weights=p.bev_class_weights, render_backend=p.render_backend)
+    base = dict(batch_size=p.batch_size, lr=p.lr, seed=p.seed)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -222,25 +305,24 @@ def run_table1(exp: Experiment) -> dict:
     pretraining runs under ``"_pretrain"`` / ``"_pretrain_temp"``."""
     p = exp.params
     runs_root = Path(p.runs_dir) if p.runs_dir else outputs_dir("runs", "busch2026")
-    common = dict(store=exp.store, val_tokens=exp.val_tokens, runs_root=runs_root, grid=p.grid,
-                  data_id=exp.data_id, progress=p.progress)
+    weights = dict(bev_class_weights=p.bev_class_weights)
     runs = {}
-    runs["supervised baseline"] = train(model_factory, exp.model_cfg, _train_cfg(p, mode="supervised", epochs=p.epochs),
-                                        train_tokens=exp.train_tokens, name="baseline", **common)
+    runs["supervised baseline"] = train(make_task(exp, exp.train_tokens, mode="supervised", **weights),
+                                        _train_cfg(p, epochs=p.epochs), runs_root, "baseline", p.progress)
     pre = {}
     for temporal, row in ((False, "self-supervised pretraining"), (True, "self-superv. pretrain + temp")):
-        pre[temporal] = train(model_factory, exp.model_cfg,
-                              _train_cfg(p, mode="pretrain", temporal=temporal, epochs=p.epochs),
-                              train_tokens=exp.train_tokens, name="pretrain_temp" if temporal else "pretrain", **common)
+        pre[temporal] = train(make_task(exp, exp.train_tokens, mode="pretrain", temporal=temporal, **weights),
+                              _train_cfg(p, epochs=p.epochs), runs_root,
+                              "pretrain_temp" if temporal else "pretrain", p.progress)
         runs[row] = pre[temporal]
     steps_per_epoch = int(read_metrics(pre[True])[0]["step"])
     for temporal, lengths in ((True, p.pretrain_lengths), (False, p.no_temp_lengths)):
         for n in lengths:
             row = f"ours({n}ep pretrain{' + temp' if temporal else ''})"
-            cfg = _train_cfg(p, mode="supervised", epochs=p.finetune_halved_epochs,
-                             init_from=str(checkpoint_at(pre[temporal], n)), step_offset=n * steps_per_epoch)
-            runs[row] = train(model_factory, exp.model_cfg, cfg, train_tokens=exp.half_tokens,
-                              name=f"finetune_{n}ep{'_temp' if temporal else ''}", **common)
+            cfg = _train_cfg(p, epochs=p.finetune_halved_epochs, init_from=str(checkpoint_at(pre[temporal], n)),
+                             step_offset=n * steps_per_epoch)
+            runs[row] = train(make_task(exp, exp.half_tokens, mode="supervised", **weights), cfg, runs_root,
+                              f"finetune_{n}ep{'_temp' if temporal else ''}", p.progress)
     runs["_pretrain"], runs["_pretrain_temp"] = pre[False], pre[True]
     return runs
 
@@ -322,15 +404,17 @@ def plot_fig6(runs: dict, path: str | Path):
 @torch.no_grad()
 def predict_bev(run_dir, exp: Experiment, sample_token: str) -> np.ndarray:
     """BEV class map (H, W) of a finished run's final checkpoint on one keyframe."""
-    from ..data.dataset import KeyframeDataset
-    from ..train import forward, latest_checkpoint, load_checkpoint
     from torch.utils.data import default_collate
+
+    from ..data.dataset import KeyframeDataset
+    from ..models.bevformer import forward_keyframes
+    from ..train import latest_checkpoint, load_checkpoint
 
     model = model_factory(exp.model_cfg)
     model.load_state_dict(load_checkpoint(latest_checkpoint(run_dir))["model"])
     model.eval()
     ds = KeyframeDataset(exp.store, [sample_token], with_prev=exp.params.use_history)
-    logits = forward(model, default_collate([ds[0]]), exp.params.use_history)["logits"]
+    logits = forward_keyframes(model, default_collate([ds[0]]), exp.params.use_history)["logits"]
     return logits[0, :NUM_BEV].argmax(0).numpy().astype(np.uint8)
 
 

@@ -1,0 +1,51 @@
+"""Optimisers and learning-rate schedules from a :class:`TrainConfig` (the papers use different ones)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import TrainConfig
+
+
+def build_optimizer(param_groups, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over ``param_groups`` (a module's parameters, or a list of dicts with
+    ``params`` and an optional ``lr_mult``, e.g. BEVFormer's backbone x 0.1; a group's
+    ``weight_decay`` overrides the config's).
+
+    Raises: ValueError for an unknown optimiser (also checked by TrainConfig).
+    """
+    if isinstance(param_groups, torch.nn.Module):
+        param_groups = param_groups.parameters()
+    groups = list(param_groups)
+    if groups and isinstance(groups[0], dict):
+        groups = [dict(g, lr=cfg.lr * g.pop("lr_mult", 1.0)) if "lr_mult" in g else dict(g) for g in groups]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def warmup_cosine_factor(step: int, total: int, warmup: int, warmup_ratio: float, min_ratio: float) -> float:
+    """lr / base lr at optimiser ``step`` (0-based) of ``total``: linear from ``warmup_ratio`` to 1
+    over ``warmup`` steps (mmcv's linear warm-up), then cosine from 1 to ``min_ratio`` over the
+    remaining steps (BEVFormer: ``CosineAnnealing``, ``min_lr_ratio=1e-3``)."""
+    if step < warmup:
+        return warmup_ratio + (1.0 - warmup_ratio) * step / warmup
+    span = max(1, total - warmup)
+    t = min(1.0, (step - warmup) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """The per-step schedule of ``cfg.schedule`` over ``total_steps`` optimiser steps."""
+    if cfg.schedule == "onecycle":
+        max_lr = [g["lr"] for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr if len(max_lr) > 1 else cfg.lr,
+                                                   total_steps=total_steps, pct_start=cfg.pct_start,
+                                                   anneal_strategy="cos")
+    if cfg.schedule == "warmup_cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(
+            s, total_steps, cfg.warmup_steps, cfg.warmup_ratio, cfg.min_lr_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
