@@ -32,9 +32,10 @@ params = nbf.v4.new_code_cell(parameters_source(ViewerParams, {
 params.metadata["tags"] = ["parameters"]
 cells.append(params)
 cells.append(nbf.v4.new_code_cell(
-    "from bevlib.viewer import BEVViewer, resolve_dataroot, viewer_params\n\n"
+    "from bevlib.data.source import resolve_dataroot\n"
+    "from bevlib.viewer import BEVViewer, viewer_params\n\n"
     "P = viewer_params(globals())   # + BEVLIB_VIEWER_* env vars and voila query parameters; typos fail by name\n"
-    "viewer = BEVViewer(resolve_dataroot(P), P.version, checkpoint=P.checkpoint, model_config=P.model_config,\n"
+    "viewer = BEVViewer(resolve_dataroot(P, progress=False)[0], P.version, checkpoint=P.checkpoint, model_config=P.model_config,\n"
     "                   image_wh=P.image_wh)\n"
     "viewer"))
 for c, cid in zip(cells, ("intro", "parameters", "viewer")):

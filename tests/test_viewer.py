@@ -294,21 +294,22 @@ def test_world_keyframe_has_every_layer(world_model):
     assert "lidar CAM_BACK" in {t.name for t in m.camera_figure(st).data}
 
 
-def _tiny_checkpoint(tmp_path, with_config: bool):
+def _tiny_checkpoint(tmp_path, with_config: bool, **run_cfg):
     import torch
 
-    from bevlib.experiments.busch2026 import model_factory
-    from bevlib.train import save_checkpoint
+    from bevlib.models.registry import build_model
+    from bevlib.train.checkpoint import save_checkpoint
 
     cfg = {"backbone": "tiny", "backbone_weights": None, "embed_dim": 16, "num_layers": 1,
            "query_hw": [15, 8], "out_hw": [60, 30]}
     torch.manual_seed(0)
     run = tmp_path / "run"
-    ck = save_checkpoint(run / "checkpoints" / "step_00000001.pt", {"model": model_factory(cfg).state_dict()})
+    ck = save_checkpoint(run / "checkpoints" / "step_00000001.pt",
+                         {"model": build_model("bevformer", cfg).state_dict()})
     if with_config:
         (run / "config.json").write_text(json.dumps({
             "model": cfg, "grid": GRID.with_shape(60, 30).as_dict(), "data": {"image_wh": [160, 96]},
-            "train": {"use_history": True}}))
+            "train": {"use_history": True}, **run_cfg}))
     return ck, cfg
 
 
@@ -328,6 +329,28 @@ def test_checkpoint_prediction_layer(world, tmp_path):
     # an explicit model config and viewer grid; the prediction is resampled onto the viewer grid
     m2 = V.ViewerModel(world, WORLD.version, checkpoint=ck, model_config=cfg, grid=GRID)
     assert m2.load(st.sample_token).bev_pred.shape == (GRID.H, GRID.W)
+
+
+def test_checkpoint_model_is_built_by_the_name_in_its_run_config(tmp_path, monkeypatch):
+    from bevlib.models import registry
+    from bevlib.models.registry import build_model, register_model
+
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))   # the test model leaves no trace
+    built = []
+
+    @register_model("viewer_test_bevformer")
+    def _factory(cfg):
+        built.append(cfg)
+        return build_model("bevformer", cfg)
+
+    ck, cfg = _tiny_checkpoint(tmp_path, with_config=True, model_name="viewer_test_bevformer")
+    p = V.CheckpointPredictor(ck)
+    assert p.model_name == "viewer_test_bevformer" and built == [cfg]
+    # a bare model dict: the run keys are not passed to the network; the default name is the registry's bevformer
+    p2 = V.CheckpointPredictor(ck, model_config=dict(cfg, image_wh=[160, 96], use_history=True))
+    assert (p2.model_name, p2.image_wh, p2.use_history, len(built)) == ("bevformer", (160, 96), True, 1)
+    with pytest.raises(KeyError, match="no_such_model"):
+        V.CheckpointPredictor(ck, model_config={"model": cfg, "model_name": "no_such_model"})
 
 
 def test_checkpoint_errors_name_the_problem(world, tmp_path):

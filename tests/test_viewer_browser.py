@@ -5,8 +5,8 @@ playwright drives Debian's /usr/bin/chromium (never a downloaded browser), and t
 moving the keyframe slider, toggling a layer and clicking a BEV cell each redraw the camera panel.
 Screenshots go to outputs/viewer/.
 
-Needs: /usr/bin/chromium (apt: chromium), the python packages voila, playwright and anywidget.
-Skipped, with the reason, when any of them is missing.
+Needs: /usr/bin/chromium (apt: chromium; ``scripts/ensure_chromium.sh`` installs it when it may), the
+python packages voila, playwright and anywidget. Skipped, with the reason, when any of them is missing.
 """
 import importlib.util
 import os
@@ -29,7 +29,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def _missing() -> str | None:
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} not found (apt-get install -y chromium)"
+        return f"{CHROMIUM} not found (run scripts/ensure_chromium.sh as root, or apt-get install -y chromium)"
     for mod in ("playwright", "voila", "anywidget"):
         if importlib.util.find_spec(mod) is None:
             return f"python package {mod!r} not installed (pip install -c constraints.txt voila playwright anywidget)"

@@ -1,0 +1,82 @@
+"""Which data a notebook reads: real nuScenes at a ``dataroot``, the real keyframe in
+``../shared``, or the embedded nuScenes-format world, generated on first use.
+
+Every notebook's parameter dataclass includes :class:`WorldParams`, so the same parameter names
+(``dataroot``, ``version``, ``world_seed``, ``world_scenes``, ``world_keyframes``,
+``world_image_wh``) mean the same thing everywhere, and :func:`resolve_dataroot` is the one place
+that turns them into a path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..params import ParameterError
+from ..paths import project_root
+
+#: ``dataroot`` value that asks for the embedded world explicitly (where None means another default).
+EMBEDDED = "embedded"
+
+
+def real_keyframe_root() -> Path:
+    """``<project>/../shared/nuscenes-keyframe``: the real keyframe, used in place (never copied)."""
+    return project_root().parent / "shared" / "nuscenes-keyframe"
+
+
+@dataclass
+class WorldParams:
+    """The data parameters shared by every notebook.
+
+    ``dataroot``: a nuScenes folder (real data, e.g. ``/data/sets/nuscenes``), ``"embedded"`` for
+    the embedded world, or None for the notebook's default (the embedded world, or the real
+    keyframe where a notebook prefers it). The ``world_*`` fields configure the embedded world
+    (:class:`bevlib.data.world.WorldConfig`) and are ignored for a real dataroot.
+    """
+
+    dataroot: str | None = None
+    version: str = "v1.0-mini"
+    world_seed: int = 0                   # embedded world only
+    world_scenes: int = 6
+    world_keyframes: int = 16
+    world_image_wh: tuple = (800, 450)    # the world's native camera images (width, height)
+
+    def __post_init__(self):
+        for n in ("world_scenes", "world_keyframes"):
+            v = getattr(self, n)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ParameterError(f"parameter {n!r} must be a positive integer, got {v!r}")
+        if not isinstance(self.world_seed, int):
+            raise ParameterError(f"parameter 'world_seed' must be an integer, got {self.world_seed!r}")
+        v = self.world_image_wh
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x >= 16 for x in v)):
+            raise ParameterError(f"parameter 'world_image_wh' must be two integers (width, height) >= 16, got {v!r}")
+        self.world_image_wh = tuple(v)
+        if not isinstance(self.version, str) or not self.version:
+            raise ParameterError(f"parameter 'version' must be a nuScenes version name, got {self.version!r}")
+
+    def world_config(self):
+        """The :class:`~bevlib.data.world.WorldConfig` of the embedded world these parameters name."""
+        from .world import WorldConfig
+        return WorldConfig(seed=self.world_seed, n_scenes=self.world_scenes, keyframes_per_scene=self.world_keyframes,
+                           image_wh=self.world_image_wh, version=self.version)
+
+
+def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe: bool = False) -> tuple[str, str]:
+    """The dataroot to read, and a short description of it for captions.
+
+    Args:
+        p: the notebook's parameters (any :class:`WorldParams`).
+        prefer_real_keyframe: with ``dataroot=None``, read the real keyframe in ``../shared`` when
+            it holds ``version`` (else the embedded world).
+    Returns: (dataroot path, description).
+    Raises: OSError when the embedded world cannot be written into the cache; nothing is checked
+        about a given dataroot here (:func:`bevlib.data.nuscenes_data.open_nuscenes` does).
+    """
+    if p.dataroot and p.dataroot != EMBEDDED:
+        return str(p.dataroot), f"nuScenes at {p.dataroot} ({p.version})"
+    real = real_keyframe_root()
+    if p.dataroot is None and prefer_real_keyframe and (real / p.version).is_dir():
+        return str(real), f"the real nuScenes keyframe ({real.name}, {p.version})"
+    from .world import ensure_world
+    cfg = p.world_config()
+    return str(ensure_world(cfg=cfg, progress=progress)), f"the embedded world (seed {cfg.seed}, {cfg.hash()})"
