@@ -124,3 +124,95 @@ def to_torch(a, dtype=torch.float32) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.to(dtype)
     return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+# --- torch, batched and differentiable --------------------------------------------------------
+# Same conventions as the numpy functions above (``A_T_B`` maps frame B into frame A, cameras are
+# OpenCV); leading batch axes broadcast like torch.matmul; any float dtype and device.
+
+
+def _common(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Cast tensors to their promoted float dtype on the first one's device."""
+    dtype = ts[0].dtype
+    for t in ts[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return tuple(t.to(dtype=dtype, device=ts[0].device) for t in ts)
+
+
+def invert_t(A_T_B: torch.Tensor) -> torch.Tensor:
+    """Torch :func:`invert`: inverse of rigid transforms, ``B_T_A = [R^T, -R^T t; 0, 1]``.
+
+    Args:
+        A_T_B: (..., 4, 4) float rigid transforms (rotation + translation; not checked).
+    Returns: (..., 4, 4) same dtype and device; differentiable.
+    """
+    R = A_T_B[..., :3, :3]
+    t = A_T_B[..., :3, 3:]
+    Rt = R.transpose(-1, -2)
+    top = torch.cat([Rt, -Rt @ t], dim=-1)                           # (..., 3, 4)
+    bottom = torch.zeros_like(A_T_B[..., 3:, :])
+    bottom[..., 3] = 1.0
+    return torch.cat([top, bottom], dim=-2)
+
+
+def apply_t(A_T_B: torch.Tensor, points_B: torch.Tensor) -> torch.Tensor:
+    """Torch :func:`apply`: map points expressed in frame B into frame A, ``p_A = R p_B + t``.
+
+    Args:
+        A_T_B: (..., 4, 4) transforms (only the top 3x4 rows are used).
+        points_B: (..., N, 3) points in frame B (metres); batch axes broadcast with ``A_T_B``'s.
+    Returns: (..., N, 3) in frame A, in the promoted dtype of both inputs, on ``A_T_B``'s device;
+        differentiable in both.
+    Raises: ValueError on wrong trailing shapes.
+    """
+    if A_T_B.shape[-2:] != (4, 4) or points_B.shape[-1] != 3:
+        raise ValueError(f"need A_T_B (..., 4, 4) and points (..., N, 3), got {tuple(A_T_B.shape)} and "
+                         f"{tuple(points_B.shape)}")
+    T, p = _common(A_T_B, points_B)
+    return p @ T[..., :3, :3].transpose(-1, -2) + T[..., None, :3, 3]
+
+
+def project_t(K: torch.Tensor, cam_T_X: torch.Tensor, points_X: torch.Tensor, min_depth: float = 1e-3):
+    """Torch :func:`project`: pinhole projection of points in frame X into cameras (OpenCV, pixel
+    centres at integers); agrees with nuscenes-devkit's ``view_points(..., normalize=True)``.
+
+    Args:
+        K: (..., 3, 3) intrinsics in pixels.
+        cam_T_X: (..., 4, 4) maps frame X (e.g. ego, LiDAR or global) into the camera frame.
+        points_X: (..., N, 3) metres in frame X; batch axes of all three broadcast.
+        min_depth: points with camera depth at or below this (metres) are flagged not ``in_front``.
+    Returns:
+        uv (..., N, 2) pixel coordinates (column, row), depth (..., N) metres along the optical
+        axis, in_front (..., N) bool. Float outputs in the promoted dtype; differentiable. For a
+        point with ``|z| < 1e-12`` (z = third row of K @ p_cam, the depth for a standard K) the
+        division uses ±1e-12 instead of z, so uv stays finite and gradients stay free of NaN;
+        points behind the camera project mirrored (as the numpy version and the devkit), so mask
+        uv by ``in_front``.
+    """
+    Kf, T, p = _common(K, cam_T_X, points_X)
+    p_cam = apply_t(T, p)
+    depth = p_cam[..., 2]
+    in_front = depth > min_depth
+    uvw = p_cam @ Kf.transpose(-1, -2)
+    w = uvw[..., 2:3]
+    eps = 1e-12
+    w = torch.where(w.abs() < eps, torch.where(w < 0, -eps, eps).to(w), w)
+    return uvw[..., :2] / w, depth, in_front
+
+
+def unproject_t(K: torch.Tensor, X_T_cam: torch.Tensor, uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Torch :func:`unproject`: pixels at depths -> points in frame X (the frustum points of LSS).
+
+    Args:
+        K: (..., 3, 3) intrinsics in pixels.
+        X_T_cam: (..., 4, 4) camera frame (OpenCV) -> frame X.
+        uv: (..., N, 2) pixel coordinates (column, row).
+        depth: (..., N) metres along the optical axis.
+    Returns: (..., N, 3) metres in frame X, promoted dtype; differentiable.
+    """
+    Kf, T, uv_, d = _common(K, X_T_cam, uv, depth)
+    uv1 = torch.cat([uv_, torch.ones_like(uv_[..., :1])], dim=-1)
+    rays = uv1 @ torch.linalg.inv(Kf).transpose(-1, -2)
+    return apply_t(T, rays * d[..., None])

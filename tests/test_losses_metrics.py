@@ -99,3 +99,27 @@ def test_ranged_metrics_count_only_cells_in_range():
     assert r["miou40"] == pytest.approx(100 * 0.5 / 3)
     assert r["miou60"] == pytest.approx(100 * (2 / 6) / 3)
     assert math.isnan(r["lane_iou"])
+
+
+def test_losses_take_the_label_sets_ignore_index():
+    from bevlib.classes import NUSCENES_LIDARSEG_16, LabelSet
+
+    rng = np.random.default_rng(0)
+    pred = torch.from_numpy(rng.normal(size=(1, 2, 5, 3, 4))).float()
+    gt = torch.from_numpy(rng.integers(0, 5, size=(1, 2, 3, 4)))
+    gt[0, 0, 0, :2] = 0
+    # with ignore index 0 (lidarseg's) the class-0 pixels drop out of sum and count
+    keep = gt != 0
+    logp = torch.log_softmax(pred, 2)
+    nll = -logp.gather(2, gt[:, :, None]).squeeze(2)
+    expected = nll[keep].sum() / (keep.sum() * 5)
+    torch.testing.assert_close(busch2026_eq1_reprojection_ce(pred, gt, ignore_index=0), expected)
+    assert busch2026_eq1_reprojection_ce(pred, gt).item() != pytest.approx(expected.item())   # default: 255, nothing dropped
+    # bev_ce over a label set's channels and ignore index
+    two = LabelSet("two", ("road", "other"), ((0, 0, 0), (9, 9, 9)), ignore_index=7)
+    logits = torch.zeros(1, 14, 2, 2)
+    logits[:, 2:] = 100.0                         # channels beyond the label set must not matter
+    g = torch.tensor([[[0, 1], [7, 7]]])
+    assert bev_ce(logits, g, labels=two).item() == pytest.approx(math.log(2), rel=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        bev_ce(torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), labels=NUSCENES_LIDARSEG_16)
