@@ -55,7 +55,8 @@ class WorldParams:
             raise ParameterError(f"parameter 'version' must be a nuScenes version name, got {self.version!r}")
 
     def world_config(self):
-        """The :class:`~bevlib.data.world.WorldConfig` of the embedded world these parameters name."""
+        """The :class:`~bevlib.data.world.WorldConfig` of the embedded world these parameters name
+        (a subclass may override it, e.g. for a different validation split)."""
         from .world import WorldConfig
         return WorldConfig(seed=self.world_seed, n_scenes=self.world_scenes, keyframes_per_scene=self.world_keyframes,
                            image_wh=self.world_image_wh, version=self.version)

@@ -8,8 +8,6 @@ two-phase total is N x (steps per full epoch) + the fine-tuning steps (Fig. 6's 
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +19,13 @@ from .. import geometry as geo
 from ..bev import BEVGrid, lift_to_bev
 from ..classes import BEV_CLASSES, IGNORE, NUM_BEV
 from ..data.dataset import KeyframeStore
+from ..data.source import WorldParams, resolve_dataroot
 from ..data.nuscenes_data import (BEVTargetConfig, KeyframeConfig, half_subset, open_nuscenes,
                                   scene_sample_tokens, split_scenes)
-from ..io import atomic_savefig, atomic_write_text
+from ..io import atomic_savefig
 from ..params import ParameterError
 from ..paths import outputs_dir
+from ..tables import with_reported, write_table
 from ..train import Task, TrainConfig, checkpoint_at, read_metrics, train, unwrap
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,11 @@ REPORTED_TABLE1 = {
 
 
 @dataclass
-class Table1Params:
+class Table1Params(WorldParams):
     """Every knob of notebooks/table1.ipynb; the defaults are the embedded-default preset
     (the whole notebook in <= 15 min on 2 CPU cores). ``params/table1/paper.yaml`` holds the
     paper's settings (nuScenes trainval, 512x288, ResNet-50, 150x150, 30 epochs, batch 6)."""
 
-    dataroot: str | None = None             # None: the embedded nuScenes-format world
-    version: str = "v1.0-mini"
-    world_seed: int = 0
-    world_scenes: int = 6
-    world_keyframes: int = 16
     labeler: str = "synthetic"              # "synthetic" | "mask2former"
     pseudo_noise: float = 0.1               # synthetic labeller only
     mask2former_weights: str | None = None  # local path, labeler="mask2former" only
@@ -91,6 +86,8 @@ class Table1Params:
     in_memory: bool | None = None           # keep decoded keyframes in RAM; None: when <= 3000 keyframes
 
     def __post_init__(self):
+        super().__post_init__()
+
         def pair(name):
             v = getattr(self, name)
             if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
@@ -111,8 +108,7 @@ class Table1Params:
             if len(self.bev_class_weights) != NUM_BEV:
                 raise ParameterError(f"parameter 'bev_class_weights' needs {NUM_BEV} values, got {self.bev_class_weights!r}")
             self.bev_class_weights = tuple(float(x) for x in self.bev_class_weights)
-        for n in ("epochs", "batch_size", "finetune_halved_epochs", "world_scenes", "world_keyframes", "num_layers",
-                  "num_heads", "ffn_dim"):
+        for n in ("epochs", "batch_size", "finetune_halved_epochs", "num_layers", "num_heads", "ffn_dim"):
             if not isinstance(getattr(self, n), int) or getattr(self, n) < 1:
                 raise ParameterError(f"parameter {n!r} must be a positive integer, got {getattr(self, n)!r}")
 
@@ -153,16 +149,6 @@ def make_labeler(p: Table1Params):
     return Mask2FormerLabeler(p.mask2former_weights)
 
 
-def resolve_dataroot(p: Table1Params) -> str:
-    """The dataroot to read: the given one, or the embedded world (generated on first use)."""
-    if p.dataroot:
-        return str(p.dataroot)
-    from ..data.world import WorldConfig, ensure_world
-    cfg = WorldConfig(seed=p.world_seed, n_scenes=p.world_scenes, keyframes_per_scene=p.world_keyframes,
-                      version=p.version)
-    return str(ensure_world(cfg=cfg, progress=p.progress))
-
-
 def prepare(p: Table1Params) -> Experiment:
     """Open the data (generating the embedded world if needed), cache pseudo-labels offline as
     the paper does, and load every keyframe once into memory.
@@ -171,7 +157,7 @@ def prepare(p: Table1Params) -> Experiment:
     """
     from ..data.pseudo import cache_pseudo_labels
 
-    dataroot = resolve_dataroot(p)
+    dataroot, _ = resolve_dataroot(p, progress=p.progress)
     nusc = open_nuscenes(dataroot, p.version)
     splits = split_scenes(nusc)
     train_tokens = scene_sample_tokens(nusc, splits["train"])
@@ -282,8 +268,7 @@ class Busch2026Task(Task):
         for batch in batches:
             logits = forward_keyframes(model, batch, self.use_history)["logits"]
             metrics.update(logits[:, :NUM_BEV].argmax(1), batch["bev_gt"])
-        for cm in metrics.cms.values():
-            cm.counts = reduce(cm.counts)
+        metrics.load_counts(reduce(metrics.counts()))
         return metrics.compute()
 
 
@@ -330,33 +315,18 @@ def run_table1(exp: Experiment) -> dict:
 def table1_rows(runs: dict) -> list[dict]:
     """Table I in the paper's layout: for each method a measured row and, where the paper has
     that method, the reported row beside it."""
-    rows = []
+    measured = []
     for name, run_dir in runs.items():
         if name.startswith("_"):
             continue
         final = read_metrics(run_dir)[-1]
-        rows.append({"method": name, "source": "measured", **{c: round(final[c], 1) for c in COLUMNS}})
-        if name in REPORTED_TABLE1:
-            rows.append({"method": name, "source": "reported (busch2026, nuScenes)",
-                         **dict(zip(COLUMNS, REPORTED_TABLE1[name]))})
-    return rows
+        measured.append({"method": name, **{c: round(final[c], 1) for c in COLUMNS}})
+    return with_reported(measured, REPORTED_TABLE1, "method", COLUMNS, "reported (busch2026, nuScenes)")
 
 
 def write_table1(rows: list[dict], out_dir: str | Path, caption: str) -> tuple[Path, Path]:
     """Write ``table1.csv`` and ``table1.md`` (atomic). Returns both paths."""
-    out_dir = Path(out_dir)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["method", "source", *COLUMNS])
-    w.writeheader()
-    w.writerows(rows)
-    csv_path = atomic_write_text(out_dir / "table1.csv", buf.getvalue())
-    fmt = lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
-    lines = [f"**Table I.** {caption}", "",
-             "| method | source | " + " | ".join(COLUMN_TITLES) + " |",
-             "|---|---|" + "---:|" * len(COLUMNS)]
-    lines += [f"| {r['method']} | {r['source']} | " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
-    md_path = atomic_write_text(out_dir / "table1.md", "\n".join(lines) + "\n")
-    return csv_path, md_path
+    return write_table(rows, out_dir, "table1", ("method", "source"), COLUMNS, caption, COLUMN_TITLES, "Table I.")
 
 
 def caption(exp: Experiment) -> str:
@@ -452,3 +422,34 @@ def plot_fig5(runs: dict, exp: Experiment, path: str | Path, sample_index: int |
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return path
+
+
+def main(argv=None) -> None:
+    """``python -m bevlib.experiments.busch2026 [-f params.yaml] [-p name value ...]``: Table I
+    without a notebook, on one process or under ``torchrun --nproc_per_node=N`` (rank 0 writes the
+    table and figures into ``output_dir``)."""
+    import argparse
+
+    import yaml
+
+    from ..params import from_dict
+    from ..train import distributed as dist
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("-f", "--params", help="a params/table1/<preset>.yaml file")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    a = ap.parse_args(argv)
+    values = yaml.safe_load(open(a.params)) if a.params else {}
+    values.update({k: yaml.safe_load(v) for k, v in a.param})
+    p = from_dict(Table1Params, values)
+    exp = prepare(p)
+    runs = run_table1(exp)
+    if dist.is_main():
+        out = Path(p.output_dir) if p.output_dir else outputs_dir("table1")
+        csv_path, md_path = write_table1(table1_rows(runs), out, caption(exp))
+        plot_fig6(runs, out / "fig6_miou_progress.png")
+        print(md_path.read_text())
+
+
+if __name__ == "__main__":
+    main()
