@@ -40,8 +40,29 @@ def collect(namespace: dict, cls, exclude: tuple[str, ...] = ()):
     return from_dict(cls, values)
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _as_bool(name: str, v):
+    """A bool parameter from a bool or its spelling (papermill passes ``-p progress false`` as the
+    string 'false', which Python would take as true)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ParameterError(f"parameter {name!r} must be true or false, got {v!r}")
+
+
 def from_dict(cls, values: dict):
-    """Instantiate a parameter dataclass from a dict, refusing unknown keys by name."""
+    """Instantiate a parameter dataclass from a dict, refusing unknown keys by name and turning
+    spelled booleans ('true' / 'false') into bools for ``bool`` fields.
+
+    Raises: ParameterError naming an unknown parameter or a bool parameter that is neither.
+    """
+    values = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name in values and f.type in (bool, "bool"):
+            values[f.name] = _as_bool(f.name, values[f.name])
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from .bev import BEVGrid
-from .geometry import apply, invert, project, scale_intrinsics, transform_from
+from .geometry import invert, project, scale_intrinsics, transform_from
 from .io import atomic_write, atomic_write_text
 from .paths import project_root
 
@@ -100,15 +100,20 @@ def rasterize_drivable_area(polygons_global, global_T_ego: np.ndarray, grid: BEV
 
 
 def _keyframe_records(nusc, sample):
-    """Per-camera calibration into the LiDAR keyframe's ego frame, and the LiDAR points there."""
-    from nuscenes.utils.data_classes import LidarPointCloud
+    """Per-camera calibration into the LiDAR keyframe's ego frame, and the LiDAR points there.
 
-    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    Raises: DataError (:mod:`bevlib.data.lidar`) when the keyframe has no LIDAR_TOP or its point
+        file is missing or truncated."""
+    from .data.lidar import load_lidar_sweep
+    from .data.nuscenes_data import DataError
+
+    sweep = load_lidar_sweep(nusc, sample["token"])
+    if sweep is None:
+        raise DataError(f"sample {sample['token']} has no LIDAR_TOP: the check measures against LiDAR ground returns")
+    lidar = nusc.get("sample_data", sweep.sample_data_token)
     ep = nusc.get("ego_pose", lidar["ego_pose_token"])
     global_T_ego = transform_from(ep["translation"], ep["rotation"])
-    cs = nusc.get("calibrated_sensor", lidar["calibrated_sensor_token"])
-    pc = LidarPointCloud.from_file(nusc.get_sample_data_path(lidar["token"]))
-    pts_ego = apply(transform_from(cs["translation"], cs["rotation"]), pc.points[:3].T)
+    pts_ego = sweep.points_ego
     cams = {}
     for ch in CAMERAS:
         sd = nusc.get("sample_data", sample["data"][ch])

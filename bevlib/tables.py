@@ -38,7 +38,7 @@ def _fmt(v, digits: int) -> str:
 
 def write_table(rows: list[dict], out_dir: str | Path, stem: str, keys: Sequence[str], columns: Sequence[str],
                 caption: str, titles: Sequence[str] | None = None, title: str | None = None,
-                digits: int = 1) -> tuple[Path, Path]:
+                digits: int = 1, errors: dict | None = None, extra: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` atomically (a crash never leaves a partial table).
 
     Args:
@@ -47,11 +47,15 @@ def write_table(rows: list[dict], out_dir: str | Path, stem: str, keys: Sequence
         caption: what the numbers are and on which data (the Markdown's first line, after ``title``).
         titles: column headers for ``columns`` (default: the column names).
         title: bold prefix of the caption, e.g. ``"Table I."``.
+        errors: ``{column: error column}``: the Markdown shows ``value ± error`` (e.g. a 95 %
+            interval over seeds); both columns go to the CSV.
+        extra: more CSV-only columns after ``columns`` (e.g. ``n_seeds``).
     Returns: (csv path, markdown path).
     """
     out_dir = Path(out_dir)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[*keys, *columns])
+    errors = dict(errors or {})
+    w = csv.DictWriter(buf, fieldnames=[*keys, *columns, *errors.values(), *extra])
     w.writeheader()
     w.writerows(rows)
     csv_path = atomic_write_text(out_dir / f"{stem}.csv", buf.getvalue())
@@ -59,7 +63,10 @@ def write_table(rows: list[dict], out_dir: str | Path, stem: str, keys: Sequence
     lines = [f"**{title}** {caption}" if title else caption, "",
              "| " + " | ".join([*keys, *titles]) + " |",
              "|" + "---|" * len(keys) + "---:|" * len(columns)]
-    lines += ["| " + " | ".join([*(str(r[k]) for k in keys), *(_fmt(r[c], digits) for c in columns)]) + " |"
-              for r in rows]
+
+    def cell(r, c):
+        e = _fmt(r.get(errors[c]), digits) if c in errors else ""
+        return _fmt(r[c], digits) + (f" ± {e}" if e else "")
+    lines += ["| " + " | ".join([*(str(r[k]) for k in keys), *(cell(r, c) for c in columns)]) + " |" for r in rows]
     md_path = atomic_write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
     return csv_path, md_path

@@ -1,8 +1,18 @@
-"""Writes notebooks/table1.ipynb (kept as code so the notebook stays thin and reviewable)."""
+"""Writes notebooks/table1.ipynb (kept as code so the notebook stays thin and reviewable).
+
+Run from the repository root: ``python scripts/make_table1_notebook.py [OUT_DIR]`` (default: notebooks/;
+tests/test_notebooks_generated.py writes into a temporary directory and compares with the committed file).
+"""
+import sys
+from pathlib import Path
+
 import nbformat as nbf
 
 from bevlib.experiments.busch2026 import Table1Params
 from bevlib.params import parameters_source
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAME = "table1.ipynb"
 
 nb = nbf.v4.new_notebook()
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -60,5 +70,17 @@ cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig
 for i, c in enumerate(cells):
     c["id"] = f"cell-{i}"   # fixed ids: regenerating gives the same bytes
 nb.cells = cells
-nbf.write(nb, "notebooks/table1.ipynb")
-print("wrote notebooks/table1.ipynb")
+
+
+def main(out_dir=NOTEBOOKS) -> Path:
+    """Write the notebook into ``out_dir`` (default: the repository's notebooks/); returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbf.validate(nb)
+    nbf.write(nb, out_dir / NAME)
+    print(f"wrote {'notebooks' if out_dir == NOTEBOOKS else out_dir}/{NAME}")
+    return out_dir / NAME
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])

@@ -36,3 +36,16 @@ def tiny_world(tmp_path_factory) -> Path:
     """A freshly generated tiny world (read-only for tests: copy it before damaging it)."""
     from bevlib.data.world import generate_world
     return generate_world(tmp_path_factory.mktemp("world") / "tiny", TINY, progress=False)
+
+
+@pytest.fixture(scope="session")
+def bevlib_cache(tmp_path_factory) -> Path:
+    """One ``BEVLIB_CACHE`` directory for the whole test session, for tests that run notebooks or the viewer
+    (papermill / voila subprocesses: ``env=dict(os.environ, BEVLIB_CACHE=str(bevlib_cache))``) or call
+    ``ensure_world(cache_dir=bevlib_cache, cfg=...)``: a world (``world-<config hash>``) and its cached
+    pseudo-labels are generated once per session for every test that asks for the same configuration,
+    instead of once per test. ``ensure_world`` locks and renames atomically, so sharing is safe; treat the
+    contents as read-only (copy a world before damaging it, as ``test_faults`` does with ``tiny_world``).
+    Tests that check what a *fresh* cache does (generation, first-use errors) keep their own ``tmp_path``.
+    """
+    return tmp_path_factory.mktemp("bevlib_cache")

@@ -22,6 +22,7 @@ def quick_result(tmp_path_factory):
     return json.loads(out.read_text()), r.stdout
 
 
+@pytest.mark.slow   # runs the quick benchmark in a subprocess (~5 s alone, >10 s on a busy 2-core box)
 def test_quick_bench_schema(quick_result):
     res, stdout = quick_result
     assert res["benchmark"] == "render" and res["schema_version"] == 1
@@ -46,6 +47,7 @@ def test_quick_bench_schema(quick_result):
     assert "an/floor" in stdout and "targets:" in stdout
 
 
+@pytest.mark.slow   # runs the quick benchmark in a subprocess (~5 s alone, >10 s on a busy 2-core box)
 def test_analytic_output_equals_the_floor_exactly(quick_result):
     res, _ = quick_result
     # The public API is the same bilinear gather on the cached grid: bitwise the same output where

@@ -6,8 +6,15 @@ import shapely
 
 from bevlib.bev import BEVGrid
 from bevlib.classes import IGNORE
-from bevlib.data.nuscenes_data import (BEVTargetConfig, CAMERAS, DataError, KeyframeConfig, camera_rig,
-                                       half_subset, load_image, load_keyframe, open_nuscenes, rasterize_bev_gt)
+from bevlib.data.fields import FIELDS, KeyframeConfig, load_keyframe
+from bevlib.data.nuscenes_data import (BEVTargetConfig, CAMERAS, DataError, camera_rig, half_subset, load_image,
+                                       open_nuscenes, rasterize_bev_gt)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Field caches of these tests go to the test's tmp dir, not ~/.cache/bevlib."""
+    monkeypatch.setenv("BEVLIB_CACHE", str(tmp_path / "cache"))
 
 
 def test_rasterize_known_geometry():
@@ -68,3 +75,19 @@ def test_real_keyframe_through_the_devkit(keyframe_nusc, caplog):
     assert not item["has_bev_gt"] and (item["bev_gt"] == IGNORE).all()
     assert "no map expansion" in caplog.text
     assert item["prev_token"] == "" and np.allclose(item["curr_T_prev"], np.eye(4))
+
+
+def test_real_keyframe_every_field_and_dataroot_untouched(keyframe_nusc, keyframe_root, tmp_path):
+    def snapshot():
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in keyframe_root.rglob("*")}
+
+    before = snapshot()
+    tok = keyframe_nusc.sample[0]["token"]
+    item = load_keyframe(keyframe_nusc, tok, KeyframeConfig(image_wh=(176, 96), grid=BEVGrid(H=60, W=30), fields=FIELDS))
+    assert item["has_lidar"] and not item["has_lidarseg"] and (item["lidar_seg"] == 0).all()
+    assert item["lidar_points"].shape[0] > 30000 and len(item["box_token"]) == 68
+    assert item["depth_source"] == "lidar" and 0 < (item["depth"] > 0).mean() < 0.3
+    assert not item["has_bev_gt"]                       # no map expansion: nothing to cache either
+    assert not list((tmp_path / "cache").glob("fields/bev_gt-*"))
+    assert len(list((tmp_path / "cache").glob("fields/depth-*/*.npz"))) == 1
+    assert snapshot() == before

@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from bevlib.data.nuscenes_data import (CAMERAS, DataError, KeyframeConfig, load_keyframe, load_lidar,
-                                       open_nuscenes)
+from bevlib.data.fields import DepthConfig, KeyframeConfig, load_keyframe
+from bevlib.data.lidar import load_lidar_sweep, load_lidarseg, read_points
+from bevlib.data.nuscenes_data import CAMERAS, DataError, open_nuscenes
 from bevlib.bev import BEVGrid
 from bevlib.params import ParameterError, collect, from_dict
 from bevlib.experiments.busch2026 import Table1Params
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Caches of these damaged worlds go to the test's tmp dir, not ~/.cache/bevlib."""
+    monkeypatch.setenv("BEVLIB_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -54,14 +61,98 @@ def test_corrupt_jpeg(world_copy):
         load_keyframe(nusc, tok, KeyframeConfig(image_wh=(64, 36), grid=BEVGrid(H=30, W=15)))
 
 
+def _lidar_callers(nusc, sample_token):
+    """Every public way to read a keyframe's LiDAR, each as a thunk."""
+    from bevlib.experiments.figures import lidar_ground_points
+    from bevlib.real_keyframe import _keyframe_records
+
+    cfg = dict(image_wh=(64, 36), grid=BEVGrid(H=30, W=15))
+    return {
+        "load_lidar_sweep": lambda: load_lidar_sweep(nusc, sample_token),
+        "load_keyframe(lidar)": lambda: load_keyframe(nusc, sample_token, KeyframeConfig(fields=("lidar",), **cfg)),
+        # cache=False: a depth map cached before the damage would (rightly) be served from the cache.
+        "load_keyframe(depth)": lambda: load_keyframe(nusc, sample_token, KeyframeConfig(
+            fields=("depth",), depth=DepthConfig(source="lidar"), cache=False, **cfg)),
+        "figures.lidar_ground_points": lambda: lidar_ground_points(nusc, sample_token),
+        "real_keyframe._keyframe_records": lambda: _keyframe_records(nusc, nusc.get("sample", sample_token)),
+    }
+
+
 def test_truncated_pcd_bin(world_copy):
     nusc = open_nuscenes(world_copy, TINY.version)
-    _, sd = _first(nusc, "LIDAR_TOP")
-    assert load_lidar(nusc, sd).shape[1] == 4
+    tok, sd = _first(nusc, "LIDAR_TOP")
+    assert read_points(nusc, sd).shape[1] == 5
+    for name, call in _lidar_callers(nusc, tok).items():
+        call()                                   # intact: every caller reads it
     path = Path(nusc.get_sample_data_path(sd))
     path.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(DataError, match=f"{path.name}.*truncated"):
-        load_lidar(nusc, sd)
+        read_points(nusc, sd)
+    for name, call in _lidar_callers(nusc, tok).items():
+        with pytest.raises(DataError, match=f"{path.name}.*truncated"):
+            call()
+            pytest.fail(name)
+    # A truncated earlier sweep fails a multi-sweep read, naming that sweep's file.
+    nxt = nusc.get("sample", tok)["next"]
+    with pytest.raises(DataError, match=f"{path.name}.*truncated"):
+        load_lidar_sweep(nusc, nxt, nsweeps=2)
+    assert len(load_lidar_sweep(nusc, nxt, nsweeps=1)) > 0
+
+
+def test_truncated_lidarseg(world_copy):
+    nusc = open_nuscenes(world_copy, TINY.version)
+    tok, sd = _first(nusc, "LIDAR_TOP")
+    path = world_copy / nusc.get("lidarseg", sd)["filename"]
+    assert len(load_lidarseg(nusc, sd)) == path.stat().st_size
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=f"{path.name}.*truncated"):
+        load_lidarseg(nusc, sd)
+    for name, call in _lidar_callers(nusc, tok).items():
+        with pytest.raises(DataError, match=f"{path.name}.*truncated"):
+            call()
+            pytest.fail(name)
+
+
+def test_lidarseg_with_unknown_category(world_copy):
+    nusc = open_nuscenes(world_copy, TINY.version)
+    tok, sd = _first(nusc, "LIDAR_TOP")
+    path = world_copy / nusc.get("lidarseg", sd)["filename"]
+    data = bytearray(path.read_bytes())
+    data[5] = 77                                  # no nuScenes-lidarseg category has index 77
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"{path.name}.*\\[77\\]"):
+        load_lidar_sweep(nusc, tok)
+
+
+def test_pseudo_label_cache_is_atomic_and_outside_dataroot(world_copy, tmp_path):
+    """An interrupted labelling run keeps the labels it finished, leaves no partial file, and
+    writes nothing inside the dataroot."""
+    import numpy as np
+
+    from bevlib.data.pseudo import PseudoLabeler, cache_pseudo_labels, pseudo_label_path
+
+    class Flaky(PseudoLabeler):
+        name = "flaky"
+
+        def __init__(self, fail_at=None):
+            self.calls, self.fail_at = 0, fail_at
+
+        def label(self, nusc, sample_data_token):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise RuntimeError("labeller crashed")
+            return np.full((18, 32), 3, np.uint8)
+
+    nusc = open_nuscenes(world_copy, TINY.version)
+    before = sorted(p for p in world_copy.rglob("*"))
+    toks = [nusc.sample[0]["data"][c] for c in CAMERAS[:3]]
+    with pytest.raises(RuntimeError, match="crashed"):
+        cache_pseudo_labels(nusc, Flaky(fail_at=2), toks, progress=False)
+    first = pseudo_label_path(world_copy, "flaky", toks[0])
+    assert first.is_relative_to(tmp_path / "cache") and first.exists()
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name]          # no temporaries
+    assert cache_pseudo_labels(nusc, Flaky(), toks, progress=False) == 2           # kept; the rest made
+    assert sorted(p for p in world_copy.rglob("*")) == before
 
 
 def test_missing_calibration_record(world_copy):
@@ -110,3 +201,27 @@ def test_notebook_fails_at_first_cell_needing_input(tmp_path):
     assert 'Exception encountered at "In [4]"' in text                   # the data cell, not later
     text = _papermill(tmp_path, "-p", "epoch", "3")
     assert "unknown parameter 'epoch'" in text and "did you mean 'epochs'" in text
+
+
+def test_missing_earlier_sweep_record(world_copy):
+    """A dataset cut down to keyframes (like ../shared) may point ``prev`` at records it lacks: one
+    sweep still reads, more sweeps name the missing record."""
+    nusc = open_nuscenes(world_copy, TINY.version)
+    tok, sd = _first(nusc, "LIDAR_TOP")
+    nxt = nusc.get("sample", tok)["next"]
+    for name in ("sample_data", "lidarseg"):
+        table = world_copy / TINY.version / f"{name}.json"
+        table.write_text(json.dumps([r for r in json.loads(table.read_text()) if r["token"] != sd]))
+    (world_copy / f"lidarseg/{TINY.version}/{sd}_lidarseg.bin").unlink()
+    nusc = open_nuscenes(world_copy, TINY.version)
+    assert len(load_lidar_sweep(nusc, nxt)) > 0
+    with pytest.raises(DataError, match=f"sample_data record '{sd}'.*missing"):
+        load_lidar_sweep(nusc, nxt, nsweeps=2)
+
+
+def test_spelled_booleans_become_bools_and_others_are_refused():
+    from bevlib.params import ParameterError, from_dict
+    assert from_dict(Table1Params, {"progress": "false"}).progress is False
+    assert from_dict(Table1Params, {"progress": "True"}).progress is True
+    with pytest.raises(ParameterError, match="'progress' must be true or false"):
+        from_dict(Table1Params, {"progress": "maybe"})

@@ -125,6 +125,7 @@ def test_kernels_build_where_a_compiler_exists():
 
 
 @needs_kernels
+@pytest.mark.slow   # two fresh interpreters importing torch (~6 s)
 def test_switched_off_falls_back_to_grid_sample(tmp_path):
     """BEVLIB_NATIVE=0: no kernels, and render_bev gives the same images through grid_sample."""
     code = (

@@ -167,3 +167,20 @@ def test_real_keyframe_check_detects_a_shifted_map(tmp_path, monkeypatch):
     orig = rk.rasterize_drivable_area
     monkeypatch.setattr(rk, "rasterize_drivable_area", lambda *a: np.roll(orig(*a), 3, axis=1))
     assert not _passes(rk.real_keyframe_check(DATAROOT, tmp_path))
+
+
+def test_real_keyframe_check_names_a_truncated_lidar_file(tmp_path):
+    """The check reads LiDAR through bevlib.data.lidar: a damaged file is named, not reshaped."""
+    import re
+    import shutil
+
+    from bevlib.data.nuscenes_data import DataError
+    from bevlib.real_keyframe import real_keyframe_check
+
+    root = tmp_path / "keyframe"
+    shutil.copytree(DATAROOT, root)
+    pcd = next((root / "samples" / "LIDAR_TOP").glob("*.pcd.bin"))
+    pcd.chmod(0o644)                                    # the shared copy is read-only
+    pcd.write_bytes(pcd.read_bytes()[:-3])
+    with pytest.raises(DataError, match=f"{re.escape(pcd.name)}.*truncated"):
+        real_keyframe_check(root, tmp_path / "out")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from shapely.ops import unary_union
 
 from .. import geometry as geo
 from ..bev import BEVGrid
-from ..classes import IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -191,26 +190,6 @@ def load_image(path: str | os.PathLike, image_wh: tuple[int, int]) -> np.ndarray
         raise DataError(f"image file {str(path)!r} is truncated or corrupt: {e}") from e
 
 
-def load_lidar(nusc, sample_data_token: str) -> np.ndarray:
-    """A LIDAR_TOP sweep in its sensor frame, read by the devkit's ``LidarPointCloud``.
-
-    Returns: (N, 4) float32 columns x, y, z (metres, lidar frame), intensity (the devkit drops the ring index).
-    Raises: DataError naming the file when it is missing or truncated (its size is not a whole
-        number of 5 x float32 points, which the devkit would silently reshape or crash on).
-    """
-    from nuscenes.utils.data_classes import LidarPointCloud
-
-    sd = _record(nusc, "sample_data", sample_data_token, "lidar sweep")
-    path = Path(nusc.get_sample_data_path(sample_data_token))
-    if not path.exists():
-        raise DataError(f"lidar file {str(path)!r} ({sd['token']}) is missing")
-    size = path.stat().st_size
-    if size == 0 or size % (5 * 4):
-        raise DataError(f"lidar file {str(path)!r} is truncated: {size} bytes is not a whole number of "
-                        "5 x float32 points")
-    return LidarPointCloud.from_file(str(path)).points.T.astype(np.float32)
-
-
 def ego_motion(nusc, sample_token: str):
     """Ego motion from the previous keyframe of the scene to this one (busch2026 Alg. 1).
 
@@ -235,15 +214,20 @@ def _nusc_map(dataroot: str, location: str):
     return NuScenesMap(dataroot=dataroot, map_name=location)
 
 
+def map_expansion_path(nusc, sample_token: str) -> tuple[str, Path]:
+    """(location, ``<dataroot>/maps/expansion/<location>.json``) of a keyframe; the file may be
+    absent (it is a separate nuScenes download)."""
+    sample = nusc.get("sample", sample_token)
+    location = nusc.get("log", nusc.get("scene", sample["scene_token"])["log_token"])["location"]
+    return location, Path(nusc.dataroot) / "maps" / "expansion" / f"{location}.json"
+
+
 def map_for_sample(nusc, sample_token: str):
     """The ``NuScenesMap`` of a keyframe's location, or None when the map expansion is absent."""
-    sample = nusc.get("sample", sample_token)
-    scene = nusc.get("scene", sample["scene_token"])
-    location = nusc.get("log", scene["log_token"])["location"]
+    location, path = map_expansion_path(nusc, sample_token)
     m = _nusc_map(str(nusc.dataroot), location)
     if m is None:
-        log.warning("no map expansion at %s: BEV ground truth is absent for location %r",
-                    Path(nusc.dataroot) / "maps" / "expansion" / f"{location}.json", location)
+        log.warning("no map expansion at %s: BEV ground truth is absent for location %r", path, location)
     return m
 
 
@@ -321,49 +305,3 @@ def bev_ground_truth(nusc, sample_token: str, grid: BEVGrid, cfg: BEVTargetConfi
     if m is None:
         return None
     return rasterize_bev_gt(map_geometries_ego(m, global_T_ego(nusc, sample_token), grid), grid, cfg)
-
-
-@dataclass(frozen=True)
-class KeyframeConfig:
-    """What one training/evaluation item holds (busch2026 Sec. IV: 512x288 images, 150x150 BEV)."""
-
-    image_wh: tuple[int, int] = (512, 288)
-    grid: BEVGrid = field(default_factory=BEVGrid)
-    target: BEVTargetConfig = field(default_factory=BEVTargetConfig)
-    labeler: str | None = None   # cached pseudo-label set to read (None: no pseudo-labels)
-
-
-def load_keyframe(nusc, sample_token: str, cfg: KeyframeConfig) -> dict:
-    """Everything a keyframe contributes, as numpy arrays.
-
-    Returns dict:
-        ``images`` (N, h, w, 3) uint8; ``K`` (N, 3, 3) float32 at image size; ``ego_T_cam``
-        (N, 4, 4) float32; ``bev_gt`` (H, W) uint8 or all IGNORE when the map is absent (and
-        ``has_bev_gt`` False); ``pseudo`` (N, h, w) uint8 (nearest-resized) when ``cfg.labeler``
-        is set; ``prev_token`` str ('' at scene start); ``curr_T_prev`` (4, 4) float32;
-        ``ego_motion`` (3,) float32 (dx m, dy m, dphi rad).
-    Raises: DataError naming the missing or corrupt file / record.
-    """
-    from .pseudo import load_pseudo_label
-    from PIL import Image
-
-    rig = camera_rig(nusc, sample_token, cfg.image_wh)
-    images = np.stack([load_image(nusc.get_sample_data_path(t), cfg.image_wh) for t in rig["sd_tokens"]])
-    gt = bev_ground_truth(nusc, sample_token, cfg.grid, cfg.target)
-    prev, curr_T_prev, motion = ego_motion(nusc, sample_token)
-    item = {
-        "sample_token": sample_token,
-        "images": images,
-        "K": rig["K"].astype(np.float32),
-        "ego_T_cam": rig["ego_T_cam"].astype(np.float32),
-        "bev_gt": gt if gt is not None else np.full((cfg.grid.H, cfg.grid.W), IGNORE, np.uint8),
-        "has_bev_gt": gt is not None,
-        "prev_token": prev or "",
-        "curr_T_prev": curr_T_prev.astype(np.float32),
-        "ego_motion": motion.astype(np.float32),
-    }
-    if cfg.labeler:
-        item["pseudo"] = np.stack([
-            np.asarray(Image.fromarray(load_pseudo_label(nusc.dataroot, cfg.labeler, t)).resize(tuple(cfg.image_wh), Image.NEAREST))
-            for t in rig["sd_tokens"]])
-    return item

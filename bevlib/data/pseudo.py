@@ -7,6 +7,8 @@ once, offline, and cached as PNG files next to the dataset; training only reads 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -14,7 +16,10 @@ from typing import Iterable
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
+
+from ..io import atomic_write, atomic_write_text
+from ..paths import cache_dir
 
 
 class PseudoLabeler(ABC):
@@ -34,31 +39,59 @@ class PseudoLabeler(ABC):
         """
 
 
+def dataset_dir(dataroot: str | os.PathLike) -> Path:
+    """The pseudo-label store of a dataroot: ``<cache_dir>/pseudo_labels/<name>-<hash>``, keyed by
+    the resolved dataroot path (readable name, unique hash)."""
+    root = Path(dataroot).resolve()
+    return cache_dir() / "pseudo_labels" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+
+
+def pseudo_label_dir(dataroot: str | os.PathLike, labeler_name: str) -> Path:
+    """Where the cached labels of one labeller for one dataroot live.
+
+    Raises: ValueError for a labeller name that is not a plain folder name.
+    """
+    if not labeler_name or labeler_name in (".", "..") or "/" in labeler_name or os.sep in labeler_name:
+        raise ValueError(f"labeller name {labeler_name!r} must be a plain folder name")
+    return dataset_dir(dataroot) / labeler_name
+
+
 def pseudo_label_path(dataroot: str | os.PathLike, labeler_name: str, sample_data_token: str) -> Path:
-    """Where the cached pseudo-label PNG of a camera ``sample_data`` token lives."""
-    return Path(dataroot) / "bevlib_cache" / "pseudo_labels" / labeler_name / f"{sample_data_token}.png"
+    """Where the cached pseudo-label PNG of a camera ``sample_data`` token lives (see the module
+    docstring; outside the dataroot)."""
+    return pseudo_label_dir(dataroot, labeler_name) / f"{sample_data_token}.png"
+
+
+def cached_label_sets(dataroot: str | os.PathLike) -> list[str]:
+    """Names of the labellers with cached labels for a dataroot, sorted."""
+    d = dataset_dir(dataroot)
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
 
 
 def cache_pseudo_labels(nusc, labeler: PseudoLabeler, sample_data_tokens: Iterable[str],
                         progress: bool = True) -> int:
     """Generate and cache pseudo-labels for the given camera tokens; existing files are kept.
 
-    Each PNG is written to a temporary name and renamed into place, so an interrupted run never
-    leaves a truncated label. Returns the number of labels generated now.
+    Labels go to :func:`pseudo_label_path` under :func:`bevlib.paths.cache_dir` (nothing is
+    written inside ``nusc.dataroot``). Each PNG is written to a temporary name and renamed into
+    place, so an interrupted run never leaves a truncated label. Returns the number of labels
+    generated now.
+    Raises: ValueError if the labeller returns anything but an (H, W) uint8 map; OSError if the
+        cache directory cannot be written.
     """
     made = 0
     tokens = list(sample_data_tokens)
-    for tok in tqdm(tokens, desc=f"pseudo-labels ({labeler.name})", disable=not progress, leave=False):
+    source = dataset_dir(nusc.dataroot) / "dataroot.json"
+    for tok in progress_bar(tokens, desc=f"pseudo-labels ({labeler.name})", disable=not progress, leave=False):
         path = pseudo_label_path(nusc.dataroot, labeler.name, tok)
         if path.exists():
             continue
         lab = labeler.label(nusc, tok)
         if lab.dtype != np.uint8 or lab.ndim != 2:
             raise ValueError(f"{type(labeler).__name__}.label({tok}) returned {lab.dtype} {lab.shape}; want (H, W) uint8")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.png")
-        Image.fromarray(lab).save(tmp)
-        os.replace(tmp, path)
+        if not source.exists():   # says which dataroot the hashed folder belongs to
+            atomic_write_text(source, json.dumps({"dataroot": str(Path(nusc.dataroot).resolve())}))
+        atomic_write(path, lambda tmp: Image.fromarray(lab).save(tmp, format="PNG"))
         made += 1
     return made
 

@@ -23,6 +23,8 @@ class Task:
 
     #: Evaluate at step 0 when the run starts from ``TrainConfig.init_from`` (two-phase runs).
     eval_at_init: bool = True
+    #: Metrics shown in the trainer's line per epoch (default: the last three the task returns).
+    headline_metrics: tuple = ()
 
     def config(self) -> dict:
         """JSON-able description of everything the task contributes to a run's result (model

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar, write as progress_write
 
 from ..io import atomic_write_text, canonical_json, config_hash
 from ..runtime import reuse_large_allocations
@@ -303,7 +303,7 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
         micro = [split_batch(batches[b], rank, world, cfg.accum_steps) for b in todo]
         loader = iter(_loader(task, train_ds, [m[0] for ms in micro for m in ms], cfg, device, cfg.seed, epoch))
         t0 = time.time()
-        bar = tqdm(total=len(batches), initial=pos["batch"], desc=f"{name} epoch {epoch}/{cfg.epochs}",
+        bar = progress_bar(total=len(batches), initial=pos["batch"], desc=f"{name} epoch {epoch}/{cfg.epochs}",
                    disable=not (progress and main), leave=False)
         rolled_back = False
         for b, parts in zip(todo, micro):
@@ -388,8 +388,9 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
             with open(run_dir / "timing.csv", "a") as f:  # wall time is not part of the (reproducible) metrics
                 f.write(f"{epoch},{seconds:.3f}\n")
             if progress:
-                shown = ", ".join(f"{k} {v:.2f}" for k, v in list(m.items())[-3:] if isinstance(v, float))
-                tqdm.write(f"{name}: epoch {epoch}/{cfg.epochs}, step {pos['step']}, loss {row['train_loss']:.4f}"
+                keys = task.headline_metrics or list(m)[-3:]
+                shown = ", ".join(f"{k} {m[k]:.2f}" for k in keys if isinstance(m.get(k), float))
+                progress_write(f"{name}: epoch {epoch}/{cfg.epochs}, step {pos['step']}, loss {row['train_loss']:.4f}"
                            f"{', ' + shown if shown else ''} ({seconds:.1f} s)")
         path = checkpoint()
         if main:

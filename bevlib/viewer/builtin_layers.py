@@ -81,8 +81,8 @@ class PredictionLayer(_BEVLabelLayer):
 
 
 class PseudoLabelLayer(Layer):
-    """Camera pseudo-labels (``model.labeler`` / ``model.labeler_name``, cached under
-    ``<dataroot>/bevlib_cache/pseudo_labels``); in the BEV panel lifted onto the ground with
+    """Camera pseudo-labels (``model.labeler`` / ``model.labeler_name``, cached by
+    :mod:`bevlib.data.pseudo` under the cache directory); in the BEV panel lifted onto the ground with
     :func:`bevlib.bev.lift_to_bev`."""
 
     key, title, z = "pseudo", "camera pseudo-label", 10.0

@@ -29,8 +29,8 @@ class ViewerModel:
         checkpoint, model_config, model_factory: optional model for the BEV prediction layer
             (see :class:`~bevlib.viewer.predictor.CheckpointPredictor`).
         labeler: camera pseudo-labels: ``"auto"`` (embedded world: the synthetic labeller, labels
-            generated and cached on first view; elsewhere: the first cached label set found under
-            ``<dataroot>/bevlib_cache/pseudo_labels``), a cached label-set name, a
+            generated and cached on first view; elsewhere: the first cached label set of the
+            dataroot, :func:`bevlib.data.pseudo.cached_label_sets`), a cached label-set name, a
             :class:`bevlib.data.pseudo.PseudoLabeler` (generated on demand), or None.
         grid: the viewer's BEV grid; default the checkpoint's output grid, else ``BEVGrid()``.
         image_wh: display size of one camera image (w, h) pixels.
@@ -60,9 +60,8 @@ class ViewerModel:
         self._cache_size = cache_size
 
     def _resolve_labeler(self, labeler):
-        from ..data.pseudo import PseudoLabeler
+        from ..data.pseudo import PseudoLabeler, cached_label_sets, dataset_dir
 
-        root = Path(self.dataroot) / "bevlib_cache" / "pseudo_labels"
         if labeler is None:
             return None, None, "camera pseudo-labels: off (labeler=None)"
         if isinstance(labeler, PseudoLabeler):
@@ -72,9 +71,10 @@ class ViewerModel:
                 from ..data.synthetic_labeler import SyntheticPseudoLabeler
                 lab = SyntheticPseudoLabeler()
                 return lab, lab.name, None
-            sets = sorted(p.name for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+            sets = cached_label_sets(self.dataroot)
             if not sets:
-                return None, None, (f"camera pseudo-labels absent: no cached label set under {root} "
+                return None, None, (f"camera pseudo-labels absent: no cached label set under "
+                                    f"{dataset_dir(self.dataroot)} "
                                     "(create one with bevlib.data.pseudo.cache_pseudo_labels)")
             return None, sets[0], None
         return None, str(labeler), None

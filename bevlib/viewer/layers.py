@@ -34,11 +34,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .state import LayerState
-
 if TYPE_CHECKING:   # type names only: state / data import this module
     from ..bev import BEVGrid
     from .state import SampleView, ViewState
+
+
+@dataclass
+class LayerState:
+    """One layer's visibility and opacity (0 transparent .. 1 opaque)."""
+
+    visible: bool = True
+    opacity: float = 0.5
 
 #: Panels a layer can draw on.
 PANELS = ("camera", "bev")

@@ -92,7 +92,7 @@ class CheckpointPredictor:
         from torch.utils.data import default_collate
 
         from ..data.dataset import KeyframeDataset, KeyframeStore
-        from ..data.nuscenes_data import KeyframeConfig
+        from ..data.fields import KeyframeConfig
         from ..models.bevformer import forward_keyframes
 
         store = self._stores.get(id(nusc))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.nuscenes_data import CAMERAS
+from .layers import LayerState, get_layer, registered_layers
 
 #: Display size (width, height) of one camera image, pixels.
 DISPLAY_WH = (400, 225)
@@ -25,18 +26,9 @@ EGO_BOX_XY = np.array([[3.35, 0.87], [3.35, -0.87], [-0.75, -0.87], [-0.75, 0.87
 PICK_COLOUR = "#ff00ff"
 
 
-@dataclass
-class LayerState:
-    """One layer's visibility and opacity (0 transparent .. 1 opaque)."""
-
-    visible: bool = True
-    opacity: float = 0.5
-
-
 def default_layers() -> dict[str, LayerState]:
     """Fresh default layer states of every registered layer (:func:`bevlib.viewer.layers.registered_layers`),
     keyed by layer key, in registration order."""
-    from .layers import registered_layers   # the registry imports this module for its types
 
     return {layer.key: layer.default_state() for layer in registered_layers()}
 
@@ -70,7 +62,6 @@ class ViewState:
         """
         ls = self.layers.get(key)
         if ls is None:
-            from .layers import get_layer
 
             ls = self.layers[key] = get_layer(key).default_state()
         return ls
@@ -136,7 +127,6 @@ class SampleView:
 
     def available(self, key: str) -> bool:
         """Whether layer ``key`` has data for this keyframe. Raises KeyError for an unregistered key."""
-        from .layers import get_layer
 
         return bool(get_layer(key).available(self))
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from ...progress import bar as progress_bar
 
 from bevlib.paths import cache_dir as default_cache_dir
 
@@ -162,7 +162,7 @@ def _generate_into(out: Path, cfg: WorldConfig, progress: bool) -> None:
     for name in ("scene", "sample", "sample_data", "ego_pose", "instance", "sample_annotation", "lidarseg"):
         tables[name] = []
     (out / "lidarseg" / cfg.version).mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=cfg.n_scenes * cfg.keyframes_per_scene, desc="world", disable=not progress, leave=False)
+    bar = progress_bar(total=cfg.n_scenes * cfg.keyframes_per_scene, desc="world", disable=not progress, leave=False)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for si in range(cfg.n_scenes):
             loc = locations[si % len(locations)]
