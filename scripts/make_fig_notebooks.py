@@ -1,6 +1,8 @@
 """Writes notebooks/fig4_distance_share.ipynb and notebooks/fig2_pseudo_vs_gt.ipynb (busch2026 Figs. 4
 and 2). Kept as code so the notebooks stay thin and reviewable; they are committed without outputs.
-Run from the repository root: ``python scripts/make_fig_notebooks.py``."""
+Run from the repository root: ``python scripts/make_fig_notebooks.py [OUT_DIR]`` (default: notebooks/;
+tests/test_notebooks_generated.py writes into a temporary directory and compares with the committed files)."""
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -31,12 +33,20 @@ md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 fig4 = notebook([
     md("# busch2026 Fig. 4: road distance vs image portion\n\n"
        "busch2026 Sec. IV-B motivates its ranged metrics (mIoU20 / mIoU40 / mIoU60) with Fig. 4: near road "
-       "takes far more of the camera image than distant road. This notebook measures that split for one camera "
-       "of a rig: every pixel whose ray meets a flat road (the ground plane z = 0, `|y_ego| <= road_half_width_m`) "
-       "within the 30 m forward range is assigned to one of four 7.5 m bands of distance "
-       "(`distance_origin='camera'`: ahead of the camera; `'ego'`: ego x, as the BEV grid counts it); the "
-       "share of each band is its pixel count over all road pixels. Computed with the analytic ray / "
-       "ground-plane intersection `bevlib.render.ground_hits`, at the camera's native resolution.\n\n"
+       "takes far more of the camera image than distant road (*\"the first 7.5m of the road are represented by "
+       "approximately 50% of the image, whereas the 7.5m from 22.5m to 30m by circa 6%\"*). This notebook "
+       "measures that split for one camera of a rig: every pixel whose ray meets the flat ground z = 0 within "
+       "the 30 m forward range (the forward half of the paper's +-30 m BEV) is assigned to one of four 7.5 m "
+       "bands of distance, and each band's share is its pixel count over all counted pixels. Computed with the "
+       "analytic ray / ground-plane intersection `bevlib.render.ground_hits`, at the camera's native "
+       "resolution.\n\n"
+       "The paper names no road width, no distance origin and no denominator. The default reads its text "
+       "literally: Fig. 4 relates *road distance* to *image portion* of a camera image, so distance is "
+       "measured from the camera, along the ego x axis (the BEV's axis; lines of equal x are image rows), "
+       "and the portion is of the image's ground pixels, with no lateral limit (the paper gives a road "
+       "width nowhere). Every other reading is a parameter (`road_half_width_m`, `distance_origin` camera / "
+       "ego rear axle / front bumper, `distance_metric` longitudinal / radial, `share_of`, `ego_pose`, "
+       "`image_wh`) and is listed with its numbers at the end.\n\n"
        "Default data: the real nuScenes keyframe in `../shared/nuscenes-keyframe` when present, else the "
        "embedded world (`dataroot='embedded'` forces it).\n\n"
        "Run headless: `papermill notebooks/fig4_distance_share.ipynb out.ipynb "
@@ -44,8 +54,12 @@ fig4 = notebook([
     parameters(parameters_source(figures.Fig4Params, {
         "dataroot": "None: real keyframe if present, else the embedded world; 'embedded'; or a path",
         "sample_token": "None: the first keyframe of the first scene",
-        "road_half_width_m": "flat road |y_ego| <= w (two 3.5 m lanes each side); +-15 m is shown too",
-        "distance_origin": "'camera' | 'ego'",
+        "road_half_width_m": "None: every ground pixel; or |y_ego| <= w (7: two lanes each side, 15: BEV)",
+        "distance_origin": "'camera' | 'ego' (rear axle) | 'front_bumper'",
+        "distance_metric": "'longitudinal' (ego x) | 'radial' (ground-plane distance)",
+        "share_of": "'range' (bands sum to 100) | 'ground' | 'image'",
+        "ego_pose": "'keyframe' (the BEV frame) | 'camera' (vehicle at exposure)",
+        "image_wh": "None: native (1600 x 900 on nuScenes); busch2026 trains at [512, 288]",
         "world_seed": "embedded world only",
         "output_dir": "None: <project>/outputs/fig4"})),
     code(
@@ -61,7 +75,7 @@ fig4 = notebook([
     md("## Measure: the camera's road pixels per distance band"),
     code(
         "data = figures.prepare_fig4(P)\n"
-        "variants = figures.fig4_variants(data)   # every distance origin x {road_half_width_m, 15 m BEV extent}\n"
+        "variants = figures.fig4_variants(data)   # origin x road width x metric, and each other dimension\n"
         "figures.write_fig4_csv(data.bands, out / 'fig4.csv')\n"
         "figures.write_rows_csv(variants, out / 'fig4_variants.csv')\n"
         "print(data.source, '|', data.bands.definition)\n"
@@ -72,7 +86,8 @@ fig4 = notebook([
        "busch2026 Sec. IV-B (reported, nuScenes, not measured here): *\"the first 7.5m of the road are "
        "represented by approximately 50% of the image, whereas the 7.5m from 22.5m to 30m by circa 6%\"*. "
        "The paper states neither from where it measures distance nor how wide the road is, so the table "
-       "below gives the measured shares under each definition beside the reported ~50 % and ~6 %."),
+       "below gives the measured shares under each definition beside the reported ~50 % and ~6 % "
+       "(\"≈\" taken as +-5 pp for the round ~50 % and +-0.5 pp for the one-digit ~6 %)."),
     code(
         "report = figures.fig4_markdown(data, variants)\n"
         "atomic_write_text(out / 'fig4.md', report)\n"
@@ -116,8 +131,21 @@ fig2 = notebook([
     code("display(Image(filename=str(figures.plot_fig2(data, out / 'fig2.png'))))"),
 ])
 
-if __name__ == "__main__":
-    for name, nb in (("fig4_distance_share.ipynb", fig4), ("fig2_pseudo_vs_gt.ipynb", fig2)):
+NOTEBOOKS_BY_NAME = {"fig4_distance_share.ipynb": fig4, "fig2_pseudo_vs_gt.ipynb": fig2}
+
+
+def main(out_dir=NOTEBOOKS) -> list[Path]:
+    """Write both notebooks into ``out_dir`` (default: the repository's notebooks/); returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, nb in NOTEBOOKS_BY_NAME.items():
         nbf.validate(nb)
-        nbf.write(nb, NOTEBOOKS / name)
-        print(f"wrote notebooks/{name}")
+        nbf.write(nb, out_dir / name)
+        print(f"wrote {'notebooks' if out_dir == NOTEBOOKS else out_dir}/{name}")
+        paths.append(out_dir / name)
+    return paths
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])

@@ -31,32 +31,78 @@ def level_camera(height: float, f: float, cx: float, cy: float) -> tuple[np.ndar
 # Fig. 4
 # ------------------------------------------------------------------------------------------------
 
-# Closed form: a level camera at height h sees the ground at distance d on image row v = cy + f h / d,
-# so band [a, b) covers rows (cy + f h / b, cy + f h / a], clipped to the image (rows -0.5 .. H - 0.5).
+# Closed form: a level camera at height h sees the ground at distance d (ahead of the camera) on image
+# row v = cy + f h / d, so band [a, b) covers rows (cy + f h / b, cy + f h / a], clipped to the image
+# (rows -0.5 .. H - 0.5). A band measured from another origin at ego x_o is the camera distance band
+# [a + x_o - x_cam, b + x_o - x_cam).
 # Full-width road: each row counts W pixels, share_i ∝ the band's row span.
 # Road |y| <= w (narrower than the image): row v holds 2 w (v - cy) / h pixels, so
 # share_i ∝ ∫ 2 (w / h)(v - cy) dv = (w / h) [(v_hi - cy)^2 - (v_lo - cy)^2].
+# Per ground area: the pixel density of the ground point (x, y) is |d(u, v)/d(x, y)| = f^2 h / x^3.
 F_PX, H_CAM, CX, CY, IMG_HW = 1000.0, 1.5, 799.5, 449.5, (900, 1600)
 EDGES = np.array([0.0, 7.5, 15.0, 22.5, 30.0])
+X_CAM = 1.5                                                              # ego x of the level camera below
+ORIGIN_X = {"camera": X_CAM, "ego": 0.0, "front_bumper": fg.FRONT_BUMPER_X_M}
+X_BOT = F_PX * H_CAM / (IMG_HW[0] - 0.5 - CY)                            # nearest ground the image shows: 3.33 m
 
 
-def _row_spans():
+def _row_spans(offset=0.0):
+    """Row span of every band whose camera distances are the band edges + ``offset``."""
     v = lambda d: CY + F_PX * H_CAM / d if d > 0 else np.inf
-    hi = np.minimum([v(a) for a in EDGES[:-1]], IMG_HW[0] - 0.5)
-    lo = np.array([v(b) for b in EDGES[1:]])
+    hi = np.minimum([v(a + offset) for a in EDGES[:-1]], IMG_HW[0] - 0.5)
+    lo = np.minimum([v(b + offset) for b in EDGES[1:]], IMG_HW[0] - 0.5)
     return lo, hi
 
 
-@pytest.mark.parametrize("origin", ["camera", "ego"])
-def test_fig4_matches_closed_form_full_width_road(origin):
+def down_camera(height: float, f: float, hw: tuple[int, int], x: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A pinhole camera at ego (x, 0, height) looking straight down, image up = ego +x, image right = ego -y.
+    Every pixel sees the ground, (h / f) m per pixel: pixel counts are ground areas / (h / f)^2."""
+    H, W = hw
+    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [-1, 0, 0], [0, 0, -1]]   # columns: cam x -> -y_ego, cam y -> -x_ego, cam z -> -z_ego
+    T[0, 3], T[2, 3] = x, height
+    return K, T
+
+
+@pytest.mark.parametrize("half_width", [None, 1e6])
+@pytest.mark.parametrize("origin", fg.DISTANCE_ORIGINS)
+def test_fig4_matches_closed_form_full_width_road(origin, half_width):
     K, T = level_camera(H_CAM, F_PX, CX, CY)
-    lo, hi = _row_spans()
-    expected = 100 * (hi - lo) / (hi - lo).sum()                      # 62.5, 25, 8.33, 4.17
-    b = fg.distance_bands(K, T, IMG_HW, road_half_width_m=1e6, distance_origin=origin)
+    T[0, 3] = X_CAM
+    lo, hi = _row_spans(ORIGIN_X[origin] - X_CAM)
+    expected = 100 * (hi - lo) / (hi - lo).sum()                      # camera: 62.5, 25, 8.33, 4.17
+    b = fg.distance_bands(K, T, IMG_HW, road_half_width_m=half_width, distance_origin=origin)
     np.testing.assert_allclose(b.edges_m, EDGES)
     np.testing.assert_allclose(b.share_percent, expected, atol=0.3)  # +-0.5 row per band edge of 400 rows
     assert b.share_percent.sum() == pytest.approx(100.0)
     assert (b.pixels % IMG_HW[1] == 0).all()                         # whole rows
+    assert b.road_half_width_m == half_width and b.distance_origin == origin
+
+
+def test_fig4_level_camera_closed_form_helpers():
+    """level_camera_shares is the full-width row count; 50 % in the first band <=> d_min = 30/7 m, and
+    then the last band is 1/18 = 5.56 %: the paper's pair (~50 %, ~6 %) fits one level camera."""
+    K, T = level_camera(H_CAM, F_PX, CX, CY)
+    b = fg.distance_bands(K, T, IMG_HW)                                # the default definition
+    np.testing.assert_allclose(fg.level_camera_shares(EDGES, X_BOT), b.share_percent, atol=0.3)
+    assert b.nearest_m == pytest.approx(F_PX * H_CAM / (IMG_HW[0] - 1 - CY))   # bottom row's pixel centre
+    d50 = fg.nearest_for_first_share(EDGES, 50.0)
+    assert d50 == pytest.approx(30 / 7)
+    np.testing.assert_allclose(fg.level_camera_shares(EDGES, d50), [50, 100 / 3, 100 / 9, 100 / 18])
+    for d_min in (3.0, 4.59, 7.0):                                    # beyond the first band: 1/15 : 1/45 : 1/90
+        s = fg.level_camera_shares(EDGES, d_min)
+        np.testing.assert_allclose(s[1:] / s[3], [6, 2, 1])
+
+
+@pytest.mark.parametrize("share_of, denominator_rows", [("ground", IMG_HW[0] - 0.5 - CY), ("image", IMG_HW[0])])
+def test_fig4_share_of_ground_and_image_closed_form(share_of, denominator_rows):
+    K, T = level_camera(H_CAM, F_PX, CX, CY)
+    lo, hi = _row_spans()
+    b = fg.distance_bands(K, T, IMG_HW, share_of=share_of)           # 400 of 450 ground rows / 900 rows
+    np.testing.assert_allclose(b.share_percent, 100 * (hi - lo) / denominator_rows, atol=0.15)
+    assert b.denominator_pixels == denominator_rows * IMG_HW[1]
+    assert b.share_percent.sum() == pytest.approx(100 * 400 / denominator_rows, abs=0.15)
 
 
 def test_fig4_matches_closed_form_narrow_road():
@@ -72,7 +118,49 @@ def test_fig4_matches_closed_form_narrow_road():
     assert b.band[-1, int(CX)] == 0 and b.band[int(CY) - 5, int(CX)] == -1
 
 
-@pytest.mark.parametrize("half_width", [7.0, 15.0])
+def test_fig4_radial_distance_narrow_road_closed_form():
+    """|y| <= w, radial distance from the camera: band [a, b) holds ∫_{-w}^{w} f^2 h / 2 (1/x_lo^2 - 1/x_hi^2) dy
+    pixels, x_lo = max(x_bot, sqrt(a^2 - y^2)), x_hi = sqrt(b^2 - y^2) (closed form in x, quadrature in y)."""
+    K, T = level_camera(H_CAM, F_PX, CX, CY)
+    w = 2.0
+    y = np.linspace(-w, w, 20001)
+
+    def band_pixels(a, b):
+        x_lo = np.maximum(X_BOT, np.sqrt(np.maximum(a * a - y * y, 0)))
+        x_hi = np.maximum(np.sqrt(np.maximum(b * b - y * y, 0)), x_lo)
+        return np.trapz(F_PX ** 2 * H_CAM / 2 * (1 / x_lo ** 2 - 1 / x_hi ** 2), y)
+
+    px = np.array([band_pixels(a, b) for a, b in zip(EDGES[:-1], EDGES[1:])])   # 80.76, 15.47, 2.80, 0.98
+    radial = fg.distance_bands(K, T, IMG_HW, w, distance_metric="radial")
+    longitudinal = fg.distance_bands(K, T, IMG_HW, w)                            # 81.25, 15.00, 2.76, 0.99
+    np.testing.assert_allclose(radial.share_percent, 100 * px / px.sum(), atol=0.1)
+    assert radial.pixels.sum() == pytest.approx(px.sum(), rel=0.002)
+    assert radial.share_percent[0] < longitudinal.share_percent[0] - 0.4
+
+
+def test_fig4_top_down_camera_radial_and_longitudinal_closed_form():
+    """Straight down from 10 m (0.1 m per pixel, an 80 m x 80 m footprint): radial bands are half-annuli,
+    shares ∝ b^2 - a^2 = 1 : 3 : 5 : 7; longitudinal bands of a |y| <= w strip are equal rectangles."""
+    hw = (800, 800)
+    K, T = down_camera(10.0, 100.0, hw, x=2.0)
+    quarter = np.diff(EDGES ** 2) / EDGES[-1] ** 2 * 100                          # 6.25, 18.75, 31.25, 43.75
+    for origin in fg.DISTANCE_ORIGINS:                                            # the half-disc stays in view
+        b = fg.distance_bands(K, T, hw, None, distance_origin=origin, distance_metric="radial")
+        np.testing.assert_allclose(b.share_percent, quarter, atol=0.05)
+        # pixel centres: the bumper's diameter (x = 3.35 m) falls on a pixel row of 600 pixels
+        assert b.pixels.sum() == pytest.approx(np.pi / 2 * 30 ** 2 / 0.01, rel=0.003)
+    strip = fg.distance_bands(K, T, hw, 10.0)
+    np.testing.assert_allclose(strip.share_percent, 25.0, atol=0.05)
+    ground = fg.distance_bands(K, T, hw, None, distance_metric="radial", share_of="ground")
+    np.testing.assert_allclose(ground.share_percent, 100 * np.pi / 2 * np.diff(EDGES ** 2) / 80 ** 2, atol=0.01)
+    # pixel (row 409, col 400) sees the ground at x = 2 - 0.1 (409 - 399.5) = 1.05 m: ahead of the ego's
+    # rear axle (band 0), behind the camera (x = 2) and the front bumper (not counted)
+    row, col = 409, 400
+    bands = {o: fg.distance_bands(K, T, hw, None, distance_origin=o).band[row, col] for o in fg.DISTANCE_ORIGINS}
+    assert bands == {"camera": -1, "ego": 0, "front_bumper": -1}
+
+
+@pytest.mark.parametrize("half_width", [None, 7.0, 15.0])
 def test_fig4_nuscenes_front_camera_shares_sum_to_100_and_decrease(half_width):
     from bevlib.bench import nuscenes_rig
 
@@ -87,6 +175,10 @@ def test_fig4_rejects_bad_definitions():
     K, T = level_camera(H_CAM, F_PX, CX, CY)
     with pytest.raises(ValueError, match="distance_origin"):
         fg.distance_bands(K, T, IMG_HW, 5.0, distance_origin="lidar")
+    with pytest.raises(ValueError, match="distance_metric"):
+        fg.distance_bands(K, T, IMG_HW, 5.0, distance_metric="euclidean")
+    with pytest.raises(ValueError, match="share_of"):
+        fg.distance_bands(K, T, IMG_HW, 5.0, share_of="road")
     with pytest.raises(ValueError, match="road_half_width_m"):
         fg.distance_bands(K, T, IMG_HW, 0.0)
     back = T.copy()
@@ -95,16 +187,94 @@ def test_fig4_rejects_bad_definitions():
         fg.distance_bands(K, back, IMG_HW, 5.0)
     with pytest.raises(ParameterError, match="camera"):
         fg.Fig4Params(camera="CAM_FRNT")
+    for bad in (dict(distance_origin="lidar"), dict(distance_metric="euclid"), dict(share_of="road"),
+                dict(ego_pose="sensor"), dict(road_half_width_m=0), dict(road_half_width_m="7"),
+                dict(image_wh=(512,)), dict(image_wh=(512.0, 288))):
+        with pytest.raises(ParameterError, match=next(iter(bad))):
+            fg.Fig4Params(**bad)
+    assert fg.Fig4Params(road_half_width_m=None, image_wh=[512, 288]).image_wh == (512, 288)
 
 
-def test_fig4_on_the_real_keyframe(keyframe_root, tmp_path):
-    data = fg.prepare_fig4(fg.Fig4Params(dataroot=str(keyframe_root), progress=False))
+# The default definition on the real keyframe (scene-0061 CAM_FRONT, 1600 x 900), as measured:
+# every ground pixel, longitudinal distance from the camera, share of the pixels within 30 m.
+MEASURED_DEFAULT = [45.50, 36.33, 12.12, 6.06]
+# busch2026 Sec. IV-B: "approximately 50 %" (a round half: +-5 pp) and "circa 6 %" (one digit: +-0.5 pp).
+PAPER = {0: (50.0, 5.0), 3: (6.0, 0.5)}
+
+
+@pytest.fixture(scope="module")
+def keyframe_fig4(keyframe_root):
+    return fg.prepare_fig4(fg.Fig4Params(dataroot=str(keyframe_root), progress=False))
+
+
+def test_fig4_on_the_real_keyframe(keyframe_fig4, tmp_path):
+    data = keyframe_fig4
+    p = data.params
+    assert (p.road_half_width_m, p.distance_origin, p.distance_metric, p.share_of, p.ego_pose, p.image_wh) == \
+           (None, "camera", "longitudinal", "range", "keyframe", None)
     assert data.image.shape == (900, 1600, 3)
     s = data.bands.share_percent
     assert s.sum() == pytest.approx(100.0) and (np.diff(s) < 0).all()
+    np.testing.assert_allclose(s, MEASURED_DEFAULT, atol=0.1)
+    for i, (reported, tol) in PAPER.items():                            # within the paper's "≈"
+        assert abs(s[i] - reported) <= tol, (i, s[i])
+    assert {(0.0, 7.5): PAPER[0], (22.5, 30.0): PAPER[3]} == \
+           {k: (fg.REPORTED_FIG4[k], fg.REPORTED_FIG4_TOLERANCE_PP[k]) for k in fg.REPORTED_FIG4}
+    # the closed form of a level camera from where its view of the road begins (4.59 m) is within 0.4 pp
+    assert data.bands.nearest_m == pytest.approx(4.59, abs=0.01)
+    np.testing.assert_allclose(fg.level_camera_shares(data.bands.edges_m, data.bands.nearest_m), s, atol=0.4)
     rows = list(csv.DictReader(open(fg.write_fig4_csv(data.bands, tmp_path / "fig4.csv"))))
     assert [float(r["band_start_m"]) for r in rows] == [0.0, 7.5, 15.0, 22.5]
     assert sum(float(r["share_percent"]) for r in rows) == pytest.approx(100.0, abs=0.05)
+
+
+# Other definitions on the real keyframe, as measured (distance_origin, road_half_width_m, metric) -> shares.
+MEASURED_VARIANTS = {
+    ("camera", 7.0, "longitudinal"): [50.46, 38.39, 8.27, 2.88],        # the previous default
+    ("camera", 15.0, "longitudinal"): [45.73, 36.51, 12.18, 5.58],
+    ("ego", 15.0, "longitudinal"): [29.61, 49.53, 14.36, 6.50],         # the BEV's own frame and extent
+    ("front_bumper", None, "radial"): [56.05, 27.72, 10.62, 5.60],
+}
+
+
+def test_fig4_variants_on_the_real_keyframe(keyframe_fig4):
+    data = keyframe_fig4
+    rows = fg.fig4_variants(data)
+    names = [f"band_{a:g}-{b:g}_m" for a, b in zip(EDGES[:-1], EDGES[1:])]
+    by_def = {tuple(r[k] for k in fg.FIG4_DEFINITION_FIELDS): r for r in rows}
+    assert len(by_def) == len(rows)                                     # no definition twice
+    for (origin, hw, metric), shares in MEASURED_VARIANTS.items():
+        r = by_def[(origin, hw, metric, "range", "keyframe", "1600x900")]
+        np.testing.assert_allclose([r[n] for n in names], shares, atol=0.1)
+    (default,) = [r for r in rows if r["default"]]
+    np.testing.assert_allclose([default[n] for n in names], MEASURED_DEFAULT, atol=0.1)
+    # every dimension is varied: 3 origins x 3 widths x 2 metrics, 2 other denominators, 3 other ego poses, 512x288
+    assert len(rows) == 18 + 2 + 3 + 1
+    assert {r["share_of"] for r in rows} == set(fg.SHARE_OF) and {r["ego_pose"] for r in rows} == set(fg.EGO_POSES)
+    # the image size and, from the camera, the ego pose hardly matter; from the ego they do (0.33 m of motion)
+    small = by_def[("camera", None, "longitudinal", "range", "keyframe", "512x288")]
+    pose = {o: by_def[(o, None, "longitudinal", "range", "camera", "1600x900")] for o in fg.DISTANCE_ORIGINS}
+    np.testing.assert_allclose([small[n] for n in names], MEASURED_DEFAULT, atol=0.3)
+    np.testing.assert_allclose([pose["camera"][n] for n in names], MEASURED_DEFAULT, atol=0.2)
+    assert pose["ego"][names[0]] < by_def[("ego", None, "longitudinal", "range", "keyframe", "1600x900")][names[0]] - 3
+    assert data.extrinsics["camera"][0, 3] == pytest.approx(1.7008, abs=1e-3)   # calibrated_sensor
+    assert data.extrinsics["keyframe"][0, 3] == pytest.approx(1.371, abs=0.01)  # LiDAR keyframe's ego frame
+    # the finding: no definition comes closer to both reported values than ±2.5 pp and ±0.5 pp, and the
+    # ones within the paper's "≈" are those from the camera with the road wider than the view (or the BEV's 15 m)
+    assert not [r for r in rows if abs(r[names[0]] - 50) <= 2.5 and abs(r[names[3]] - 6) <= 0.5]
+    within = {(r["distance_origin"], r["road_half_width_m"], r["distance_metric"], r["share_of"])
+              for r in rows if r["within_reported"]}
+    assert within == {("camera", None, "longitudinal", "range"), ("camera", 15.0, "longitudinal", "range")}
+    md = fg.fig4_markdown(data, rows)
+    assert md.count("| **camera** | **none** | **longitudinal** |") == 1 and "-4.5" in md and "+0.1" in md
+    assert "d_min = 4.29 m" in md and "front_bumper" in md and "512x288" in md
+
+
+def test_fig4_params_select_other_definitions(keyframe_root):
+    p = fg.Fig4Params(dataroot=str(keyframe_root), progress=False, road_half_width_m=7.0, image_wh=(512, 288))
+    data = fg.prepare_fig4(p)
+    assert data.image.shape == (288, 512, 3) and data.K[0, 0] == pytest.approx(1266.417 * 512 / 1600)
+    np.testing.assert_allclose(data.bands.share_percent, [50.44, 38.51, 8.04, 3.01], atol=0.1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,6 +380,9 @@ def test_fig4_notebook_smoke(tmp_path, tiny_cache):
     assert (out / "fig4.png").stat().st_size > 20_000
     report = (out / "fig4.md").read_text()
     assert "reported" in report and "~50" in report and "~6" in report and "embedded world" in report
+    assert all(k in report for k in ("front_bumper", "radial", "ground", "| **camera** | **none** |"))
+    variants = list(csv.DictReader(open(out / "fig4_variants.csv")))
+    assert len(variants) == 24 and sum(r["default"] == "True" for r in variants) == 1
     nb = json.load(open(tmp_path / "executed.ipynb"))
     assert any("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
 
