@@ -233,24 +233,38 @@ def map_for_sample(nusc, sample_token: str):
 
 @dataclass(frozen=True)
 class BEVTargetConfig:
-    """How BEV ground truth is drawn: line width (m) and crosswalk style ('contour' | 'filled')."""
+    """How BEV ground truth is drawn.
+
+    ``style="hdmapnet"``: as busch2026's evaluation code (BEVFormer_segmentation_detection, which
+    rasterises the HDMapNet way: :func:`bevlib.data.map_raster.rasterize_hdmapnet` -- 5-px lines on a
+    0.15 m canvas, crosswalks as their polygons' two longest edges, boundary > crosswalk > lane
+    with gaps). ``style="buffer"``: cells within ``line_width_m / 2`` of a class's lines, crosswalk
+    outlines (``crosswalk_style='contour'``) or areas (``'filled'``), later class wins (crosswalk <
+    lane < boundary); ``line_width_m`` and ``crosswalk_style`` apply to this style only.
+    """
 
     line_width_m: float = 0.6
     crosswalk_style: str = "contour"
+    style: str = "buffer"
 
     def __post_init__(self):
+        if self.style not in ("hdmapnet", "buffer"):
+            raise ValueError(f"BEVTargetConfig.style must be 'hdmapnet' or 'buffer', got {self.style!r}")
         if self.crosswalk_style not in ("contour", "filled"):
             raise ValueError(f"crosswalk_style must be 'contour' or 'filled', got {self.crosswalk_style!r}")
         if not self.line_width_m > 0:
             raise ValueError(f"line_width_m must be > 0, got {self.line_width_m}")
 
 
-def map_geometries_ego(nusc_map, global_T_ego_: np.ndarray, grid: BEVGrid) -> dict:
+def map_geometries_ego(nusc_map, global_T_ego_: np.ndarray, grid: BEVGrid, merged: bool = True) -> dict:
     """Map elements around a pose as shapely geometries in the ego frame (metres).
 
-    Returns dict with ``divider`` (lines), ``crosswalk`` (polygons), ``road`` (union of
-    road_segment and lane polygons), each a shapely geometry (possibly empty), clipped to a
-    square that covers the grid.
+    Returns dict with ``divider`` (lane_divider and road_divider lines), ``crosswalk``
+    (ped_crossing polygons), ``road`` (road_segment and lane polygons) of the records that meet a
+    square covering the grid. ``merged``: each a single geometry (union, repaired with
+    ``buffer(0)``, clipped to the square; possibly empty); else a list of per-record geometries,
+    unmerged and unrepaired (HDMapNet's input: which edges of a crosswalk are longest depends on
+    the record, and invalid polygons are skipped there, not repaired).
     """
     T = global_T_ego_
     r = float(np.hypot(max(abs(grid.x_min), abs(grid.x_max)), max(abs(grid.y_min), abs(grid.y_max)))) + 2.0
@@ -271,6 +285,9 @@ def map_geometries_ego(nusc_map, global_T_ego_: np.ndarray, grid: BEVGrid) -> di
         g = unary_union([x for x in geoms if x is not None and not x.is_empty])
         return affinity.affine_transform(g.intersection(clip), mat)
 
+    if not merged:
+        each = lambda geoms: [affinity.affine_transform(g, mat) for g in geoms if g is not None and not g.is_empty]  # noqa: E731
+        return {"divider": each(lines), "crosswalk": each(xwalks), "road": each(roads)}
     return {"divider": to_ego(lines), "crosswalk": to_ego([p.buffer(0) for p in xwalks]),
             "road": to_ego([p.buffer(0) for p in roads])}
 
@@ -300,8 +317,12 @@ def rasterize_bev_gt(geoms: dict, grid: BEVGrid, cfg: BEVTargetConfig = BEVTarge
 
 
 def bev_ground_truth(nusc, sample_token: str, grid: BEVGrid, cfg: BEVTargetConfig = BEVTargetConfig()):
-    """BEV ground truth of a keyframe, (H, W) uint8, or None when its map expansion is absent."""
+    """BEV ground truth of a keyframe, (H, W) uint8 in {0 background, 1 boundary, 2 lane,
+    3 crosswalk}, drawn as ``cfg.style`` says, or None when its map expansion is absent."""
     m = map_for_sample(nusc, sample_token)
     if m is None:
         return None
+    if cfg.style == "hdmapnet":
+        from .map_raster import rasterize_hdmapnet
+        return rasterize_hdmapnet(map_geometries_ego(m, global_T_ego(nusc, sample_token), grid, merged=False), grid)
     return rasterize_bev_gt(map_geometries_ego(m, global_T_ego(nusc, sample_token), grid), grid, cfg)
