@@ -29,7 +29,7 @@ cells.append(nbf.v4.new_markdown_cell(
 COMMENTS = {
     "dataroot": "None: the embedded world; or a path to nuScenes",
     "labeler": '"synthetic" | "mask2former" (with mask2former_weights, a local path)',
-    "image_wh": "paper: [512, 288]", "bev_hw": "paper: [150, 150]", "query_hw": "paper: [150, 150]",
+    "image_wh": "paper: [512, 288]", "bev_hw": "paper: 150 x 150 queries, scored on the 400 x 200 canvas", "query_hw": "paper: [150, 150]",
     "backbone": '"tiny" | "resnet-18" | "resnet-50" (paper)', "embed_dim": "paper: 256", "num_layers": "paper: 6",
     "epochs": "paper: 30", "batch_size": "paper: 6", "lr": "paper: 2e-4",
     "pretrain_lengths": "paper: 3 ... 27", "no_temp_lengths": "paper: 3, 22",
@@ -62,7 +62,10 @@ cells.append(nbf.v4.new_markdown_cell("## Table I (measured beside reported)"))
 cells.append(nbf.v4.new_code_cell(
     "rows = busch2026.table1_rows(runs)\n"
     "csv_path, md_path = busch2026.write_table1(rows, out, busch2026.caption(exp))\n"
-    "display(Markdown(md_path.read_text()))"))
+    "display(Markdown(md_path.read_text()))\n"
+    "# with several seeds: every run's numbers; with probe=True: the linear probe of the frozen BEV\n"
+    "for extra in busch2026.write_protocol_tables(runs, exp, out):\n"
+    "    display(Markdown(extra.read_text()))"))
 cells.append(nbf.v4.new_markdown_cell("## Fig. 6: mIoU60 against total training steps"))
 cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig6(runs, out / 'fig6_miou_progress.png'))))"))
 cells.append(nbf.v4.new_markdown_cell("## Fig. 5: BEV predictions vs ground truth vs pseudo-label (one validation keyframe)"))

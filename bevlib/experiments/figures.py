@@ -680,7 +680,8 @@ class Fig2Params(WorldParams):
     sample_token: str | None = None      # None: the keyframe with most map markings ahead (see pick_keyframe)
     camera: str = "CAM_FRONT"
     bev_hw: tuple = (150, 150)           # busch2026: 150 x 150 over +-30 m x +-15 m
-    line_width_m: float = 0.6
+    bev_style: str = "hdmapnet"          # BEV ground truth as busch2026's evaluation draws it; "buffer": line_width_m
+    line_width_m: float = 0.6            # bev_style="buffer" only
     ground_z_max_m: float = 0.3          # ground rule where there is no lidarseg
     output_dir: str | None = None        # None: <project>/outputs/fig2
     progress: bool = True
@@ -688,6 +689,8 @@ class Fig2Params(WorldParams):
     def __post_init__(self):
         super().__post_init__()
         _check_camera(self.camera)
+        if self.bev_style not in ("hdmapnet", "buffer"):
+            raise ParameterError(f"parameter 'bev_style' must be 'hdmapnet' or 'buffer', got {self.bev_style!r}")
         if self.labeler not in ("synthetic", "mask2former"):
             raise ParameterError(f"parameter 'labeler' must be 'synthetic' or 'mask2former', got {self.labeler!r}")
         if self.labeler == "mask2former" and not self.mask2former_weights:
@@ -756,7 +759,7 @@ def prepare_fig2(p: Fig2Params) -> Fig2Data:
                              "one: use labeler='mask2former' with mask2former_weights")
     nusc = open_nuscenes(dataroot, p.version)
     grid = p.grid
-    tcfg = BEVTargetConfig(line_width_m=p.line_width_m)
+    tcfg = BEVTargetConfig(line_width_m=p.line_width_m, style=p.bev_style)
     token = p.sample_token or pick_keyframe(nusc, grid, tcfg)
     rig = camera_rig(nusc, token)
     labeler = make_labeler(p)

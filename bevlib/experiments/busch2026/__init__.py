@@ -13,10 +13,10 @@ from .figures import plot_fig5, plot_fig6, predict_bev
 from .params import COLUMN_TITLES, COLUMNS, REPORTED_TABLE1, Table1Params
 from .runs import SCRATCH_ROW, Experiment, make_labeler, make_task, prepare, run_table1, seed_runs
 from .tables import (PROBE_COLUMNS, bev_cell_features, caption, probe_rows, seed_rows, table1_rows, write_probe_table,
-                     write_seed_table, write_table1)
+                     write_protocol_tables, write_seed_table, write_table1)
 from .task import Busch2026Task, model_factory
 
 __all__ = ["Busch2026Task", "COLUMNS", "COLUMN_TITLES", "Experiment", "PROBE_COLUMNS", "REPORTED_TABLE1", "SCRATCH_ROW",
            "Table1Params", "bev_cell_features", "caption", "make_labeler", "make_task", "model_factory", "plot_fig5",
            "plot_fig6", "predict_bev", "prepare", "probe_rows", "run_table1", "seed_rows", "seed_runs", "table1_rows",
-           "write_probe_table", "write_seed_table", "write_table1"]
+           "write_probe_table", "write_protocol_tables", "write_seed_table", "write_table1"]

@@ -7,7 +7,7 @@ from ...paths import outputs_dir
 from .figures import plot_fig6
 from .params import Table1Params
 from .runs import prepare, run_table1
-from .tables import caption, table1_rows, write_table1
+from .tables import caption, table1_rows, write_protocol_tables, write_table1
 
 
 def main(argv=None) -> None:
@@ -35,6 +35,8 @@ def main(argv=None) -> None:
         csv_path, md_path = write_table1(table1_rows(runs), out, caption(exp))
         plot_fig6(runs, out / "fig6_miou_progress.png")
         print(md_path.read_text())
+        for extra in write_protocol_tables(runs, exp, out):
+            print(extra.read_text())
 
 
 if __name__ == "__main__":

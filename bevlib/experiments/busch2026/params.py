@@ -42,7 +42,8 @@ class Table1Params(WorldParams):
     image_wh: tuple = (224, 128)            # paper: (512, 288)
     bev_hw: tuple = (120, 60)               # BEV ground-truth / output grid, paper: (150, 150)
     query_hw: tuple = (30, 15)              # BEV queries, paper: (150, 150)
-    line_width_m: float = 0.6
+    bev_style: str = "hdmapnet"             # BEV ground truth as the paper's evaluation draws it; "buffer": line_width_m
+    line_width_m: float = 0.6               # bev_style="buffer" only
     backbone: str = "tiny"                  # "tiny" | "resnet-18" | "resnet-50" (paper)
     backbone_weights: str | None = None     # local pretrained weights (paper: ImageNet ResNet-50)
     embed_dim: int = 32                     # paper: 256
@@ -88,6 +89,8 @@ class Table1Params(WorldParams):
             if not isinstance(v, (list, tuple)) or not all(isinstance(x, int) and 1 <= x <= self.epochs for x in v):
                 raise ParameterError(f"parameter {n!r} must be a list of epochs in 1..epochs={self.epochs}, got {v!r}")
             setattr(self, n, tuple(v))
+        if self.bev_style not in ("hdmapnet", "buffer"):
+            raise ParameterError(f"parameter 'bev_style' must be 'hdmapnet' or 'buffer', got {self.bev_style!r}")
         if self.labeler not in ("synthetic", "mask2former"):
             raise ParameterError(f"parameter 'labeler' must be 'synthetic' or 'mask2former', got {self.labeler!r}")
         if self.labeler == "mask2former" and not self.mask2former_weights:

@@ -66,8 +66,8 @@ def prepare(p: Table1Params) -> Experiment:
     # val keyframes get pseudo-labels too: Fig. 5 shows them beside the prediction.
     cams = [sd for tok in train_tokens + val_tokens for sd in _camera_tokens(nusc, tok)]
     cache_pseudo_labels(nusc, labeler, cams, progress=p.progress)
-    kcfg = KeyframeConfig(image_wh=p.image_wh, grid=p.grid, target=BEVTargetConfig(line_width_m=p.line_width_m),
-                          labeler=labeler.name)
+    target = BEVTargetConfig(line_width_m=p.line_width_m, style=p.bev_style)
+    kcfg = KeyframeConfig(image_wh=p.image_wh, grid=p.grid, target=target, labeler=labeler.name)
     # Small worlds are decoded once and shared by every run; nuScenes trainval (34k keyframes,
     # ~90 GB of decoded 512x288 images) is read from disk per step instead.
     in_memory = p.in_memory if p.in_memory is not None else len(train_tokens) + len(val_tokens) <= 3000
@@ -75,7 +75,8 @@ def prepare(p: Table1Params) -> Experiment:
     if in_memory:
         store.preload(train_tokens + val_tokens, progress=p.progress)
     data_id = {"dataroot": dataroot, "version": p.version, "image_wh": list(p.image_wh),
-               "labeler": labeler.name, "line_width_m": p.line_width_m}
+               "labeler": labeler.name, "line_width_m": p.line_width_m,
+               **({"bev_style": p.bev_style} if p.bev_style != "buffer" else {})}
     return Experiment(p, nusc, store, train_tokens, half_subset(train_tokens, p.seed), val_tokens,
                       labeler.name, data_id)
 

@@ -146,3 +146,14 @@ def write_probe_table(rows: list[dict], out_dir: str | Path, exp: Experiment) ->
            f"{len(exp.val_tokens)} validation keyframes: one-vs-rest ranking AUC (50 = chance) and arg-max IoU "
            "per class, percent. Measured here; the paper reports no probe.")
     return write_table(rows, out_dir, "probe", ("features",), PROBE_COLUMNS, cap, title="Transfer probe.")
+
+
+def write_protocol_tables(runs: dict, exp: Experiment, out_dir: str | Path) -> list[Path]:
+    """The tables beside Table I that the protocol asks for: ``table1_seeds`` with several training
+    seeds, ``probe`` when ``params.probe``. Returns the Markdown paths written."""
+    written = []
+    if len(exp.params.train_seeds) > 1:
+        written.append(write_seed_table(runs, out_dir)[1])
+    if exp.params.probe:
+        written.append(write_probe_table(probe_rows(runs, exp), out_dir, exp)[1])
+    return written
