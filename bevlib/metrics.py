@@ -34,6 +34,19 @@ def _as_tensor(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
+def _kept(labels: torch.Tensor, ignore_index: int, mask, what: str) -> torch.Tensor:
+    """Bool tensor of the samples to count: not ``ignore_index`` and, when given, inside ``mask``
+    (broadcast to ``labels``). Raises ValueError when the mask does not broadcast."""
+    keep = labels != ignore_index
+    if mask is None:
+        return keep
+    mask = _as_tensor(mask).to(device=labels.device, dtype=torch.bool)
+    try:
+        return keep & mask.expand_as(labels)
+    except RuntimeError:
+        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to {what} {tuple(labels.shape)}") from None
+
+
 class ConfusionMatrix:
     """Accumulated (K, K) confusion matrix of a label set (rows: ground truth, columns: prediction)
     with per-class IoU and mIoU; works on pixels, points or BEV cells alike.
@@ -75,13 +88,7 @@ class ConfusionMatrix:
         pred, gt = _as_tensor(pred), _as_tensor(gt)
         if pred.shape != gt.shape:
             raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ")
-        keep = gt != self.labels.ignore_index
-        if mask is not None:
-            mask = _as_tensor(mask).to(device=gt.device, dtype=torch.bool)
-            try:
-                keep = keep & mask.expand_as(gt)
-            except RuntimeError:
-                raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to gt {tuple(gt.shape)}") from None
+        keep = _kept(gt, self.labels.ignore_index, mask, "gt")
         g, p = gt[keep].long(), pred[keep].long()
         if g.numel():
             for what, v in (("gt", g), ("pred", p)):
@@ -285,13 +292,7 @@ class ClassFeatureMeans:
         if f.shape[:-1] != y.shape or f.shape[-1] != self.dim:
             raise ValueError(f"features {tuple(f.shape)} (channels last) do not match labels {tuple(y.shape)} "
                              f"and dim {self.dim}")
-        keep = y != self.labels.ignore_index
-        if mask is not None:
-            m = _as_tensor(mask).to(device=y.device, dtype=torch.bool)
-            try:
-                keep = keep & m.expand_as(y)
-            except RuntimeError:
-                raise ValueError(f"mask {tuple(m.shape)} does not broadcast to labels {tuple(y.shape)}") from None
+        keep = _kept(y, self.labels.ignore_index, mask, "labels")
         y, f = y[keep].long(), f[keep]
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.K):
             raise ValueError(f"labels outside [0, {self.K}) of label set {self.labels.name!r}")

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from bevlib.experiments import figures
+from bevlib.experiments.busch2026 import fig2 as fig2_driver, fig4 as fig4_driver
+from bevlib.notebooks import NOTEBOOKS, build, write
 from bevlib.params import parameters_source
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def notebook(cells) -> nbf.NotebookNode:
-    nb = nbf.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for i, cell in enumerate(cells):
-        cell.id = f"cell-{i:02d}"   # stable ids: regenerating an unchanged notebook changes no byte
-    nb.cells = cells
-    return nb
+    return build(cells, id_format="cell-{:02d}")   # stable ids: regenerating changes no byte
 
 
 def parameters(text: str) -> nbf.NotebookNode:
@@ -51,7 +46,7 @@ fig4 = notebook([
        "embedded world (`dataroot='embedded'` forces it).\n\n"
        "Run headless: `papermill notebooks/fig4_distance_share.ipynb out.ipynb "
        "-f params/fig4_distance_share/smoke.yaml`."),
-    parameters(parameters_source(figures.Fig4Params, {
+    parameters(parameters_source(fig4_driver.Fig4Params, {
         "dataroot": "None: real keyframe if present, else the embedded world; 'embedded'; or a path",
         "sample_token": "None: the first keyframe of the first scene",
         "road_half_width_m": "None: every ground pixel; or |y_ego| <= w (7: two lanes each side, 15: BEV)",
@@ -66,22 +61,22 @@ fig4 = notebook([
         "from pathlib import Path\n"
         "from IPython.display import Image, Markdown, display\n"
         "from bevlib import params as _params\n"
-        "from bevlib.experiments import figures\n"
+        "from bevlib.experiments.busch2026 import fig4\n"
         "from bevlib.io import atomic_write_text\n"
         "from bevlib.paths import outputs_dir\n\n"
-        "P = _params.collect(globals(), figures.Fig4Params)   # a mistyped parameter fails here, by name\n"
+        "P = _params.collect(globals(), fig4.Fig4Params)   # a mistyped parameter fails here, by name\n"
         "out = Path(P.output_dir) if P.output_dir else outputs_dir('fig4')\n"
         "P"),
     md("## Measure: the camera's road pixels per distance band"),
     code(
-        "data = figures.prepare_fig4(P)\n"
-        "variants = figures.fig4_variants(data)   # origin x road width x metric, and each other dimension\n"
-        "figures.write_fig4_csv(data.bands, out / 'fig4.csv')\n"
-        "figures.write_rows_csv(variants, out / 'fig4_variants.csv')\n"
+        "data = fig4.prepare_fig4(P)\n"
+        "variants = fig4.fig4_variants(data)   # origin x road width x metric, and each other dimension\n"
+        "fig4.write_fig4_csv(data.bands, out / 'fig4.csv')\n"
+        "fig4.write_rows_csv(variants, out / 'fig4_variants.csv')\n"
         "print(data.source, '|', data.bands.definition)\n"
         "print(open(out / 'fig4.csv').read())"),
     md("## Fig. 4"),
-    code("display(Image(filename=str(figures.plot_fig4(data, out / 'fig4.png', variants))))"),
+    code("display(Image(filename=str(fig4.plot_fig4(data, out / 'fig4.png', variants))))"),
     md("## Comparison with the paper\n\n"
        "busch2026 Sec. IV-B (reported, nuScenes, not measured here): *\"the first 7.5m of the road are "
        "represented by approximately 50% of the image, whereas the 7.5m from 22.5m to 30m by circa 6%\"*. "
@@ -89,7 +84,7 @@ fig4 = notebook([
        "below gives the measured shares under each definition beside the reported ~50 % and ~6 % "
        "(\"≈\" taken as +-5 pp for the round ~50 % and +-0.5 pp for the one-digit ~6 %)."),
     code(
-        "report = figures.fig4_markdown(data, variants)\n"
+        "report = fig4.fig4_markdown(data, variants)\n"
         "atomic_write_text(out / 'fig4.md', report)\n"
         "display(Markdown(report))"),
 ])
@@ -107,7 +102,7 @@ fig2 = notebook([
        "`bevlib.render.render_bev` (one-hot, bilinear, argmax).\n\n"
        "Run headless: `papermill notebooks/fig2_pseudo_vs_gt.ipynb out.ipynb "
        "-f params/fig2_pseudo_vs_gt/smoke.yaml`."),
-    parameters(parameters_source(figures.Fig2Params, {
+    parameters(parameters_source(fig2_driver.Fig2Params, {
         "dataroot": "None: the embedded world; or a path to nuScenes (with the map expansion)",
         "world_seed": "embedded world only",
         "labeler": '"synthetic" | "mask2former" (with mask2former_weights, a local path)',
@@ -119,16 +114,16 @@ fig2 = notebook([
         "from pathlib import Path\n"
         "from IPython.display import Image, Markdown, display\n"
         "from bevlib import params as _params\n"
-        "from bevlib.experiments import figures\n"
+        "from bevlib.experiments.busch2026 import fig2\n"
         "from bevlib.paths import outputs_dir\n\n"
-        "P = _params.collect(globals(), figures.Fig2Params)   # a mistyped parameter fails here, by name\n"
+        "P = _params.collect(globals(), fig2.Fig2Params)   # a mistyped parameter fails here, by name\n"
         "out = Path(P.output_dir) if P.output_dir else outputs_dir('fig2')\n"
         "P"),
     md("## Pseudo-labels (generated once, cached), LiDAR lifting, BEV ground truth"),
-    code("data = figures.prepare_fig2(P)\n"
-         "display(Markdown(figures.fig2_summary(data)))"),
+    code("data = fig2.prepare_fig2(P)\n"
+         "display(Markdown(fig2.fig2_summary(data)))"),
     md("## Fig. 2"),
-    code("display(Image(filename=str(figures.plot_fig2(data, out / 'fig2.png'))))"),
+    code("display(Image(filename=str(fig2.plot_fig2(data, out / 'fig2.png'))))"),
 ])
 
 NOTEBOOKS_BY_NAME = {"fig4_distance_share.ipynb": fig4, "fig2_pseudo_vs_gt.ipynb": fig2}
@@ -136,15 +131,7 @@ NOTEBOOKS_BY_NAME = {"fig4_distance_share.ipynb": fig4, "fig2_pseudo_vs_gt.ipynb
 
 def main(out_dir=NOTEBOOKS) -> list[Path]:
     """Write both notebooks into ``out_dir`` (default: the repository's notebooks/); returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, nb in NOTEBOOKS_BY_NAME.items():
-        nbf.validate(nb)
-        nbf.write(nb, out_dir / name)
-        print(f"wrote {'notebooks' if out_dir == NOTEBOOKS else out_dir}/{name}")
-        paths.append(out_dir / name)
-    return paths
+    return [write(nb, name, out_dir) for name, nb in NOTEBOOKS_BY_NAME.items()]
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from bevlib.params import parameters_source
+from bevlib.notebooks import NOTEBOOKS, build, parameters_cell, write
 from bevlib.scoreboard import ScoreboardParams
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAME = "scoreboard.ipynb"
 
-nb = nbf.v4.new_notebook()
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 cells = []
 cells.append(nbf.v4.new_markdown_cell(
     "# Reproduction scoreboard\n\n"
@@ -29,9 +26,7 @@ COMMENTS = {
     "output_dir": "None: <outputs_root>/scoreboard",
     "papers": 'None: every paper in bevlib.experiments.PAPERS; or e.g. ["busch2026"]',
 }
-params = nbf.v4.new_code_cell(parameters_source(ScoreboardParams, COMMENTS))
-params.metadata["tags"] = ["parameters"]
-cells.append(params)
+cells.append(parameters_cell(ScoreboardParams, COMMENTS))
 cells.append(nbf.v4.new_code_cell(
     "from IPython.display import Markdown, display\n"
     "from bevlib import params as _params\n"
@@ -45,19 +40,12 @@ cells.append(nbf.v4.new_code_cell(
     "results = scoreboard.evaluate_all(scoreboard.claims(papers), P.root)\n"
     "csv_path, md_path = scoreboard.write_scoreboard(results, P.out, P.root)\n"
     "display(Markdown(md_path.read_text()))"))
-for i, c in enumerate(cells):
-    c["id"] = f"cell-{i}"   # fixed ids: regenerating gives the same bytes
-nb.cells = cells
+nb = build(cells)   # fixed ids: regenerating gives the same bytes
 
 
 def main(out_dir=NOTEBOOKS) -> Path:
     """Write the notebook into ``out_dir`` (default: the repository's notebooks/); returns its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nbf.validate(nb)
-    nbf.write(nb, out_dir / NAME)
-    print(f"wrote {'notebooks' if out_dir == NOTEBOOKS else out_dir}/{NAME}")
-    return out_dir / NAME
+    return write(nb, NAME, out_dir)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,10 @@ from pathlib import Path
 import nbformat as nbf
 
 from bevlib.experiments.busch2026 import Table1Params
-from bevlib.params import parameters_source
+from bevlib.notebooks import NOTEBOOKS, build, parameters_cell, write
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAME = "table1.ipynb"
 
-nb = nbf.v4.new_notebook()
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 cells = []
 cells.append(nbf.v4.new_markdown_cell(
     "# busch2026 Table I, Fig. 5, Fig. 6\n\n"
@@ -36,10 +33,7 @@ COMMENTS = {
     "finetune_halved_epochs": "paper: 14 (32,800 steps)", "bev_class_weights": "background, boundary, lane, crosswalk",
     "output_dir": "None: <project>/outputs/table1", "runs_dir": "None: <project>/outputs/runs/busch2026",
 }
-params = nbf.v4.new_code_cell(parameters_source(
-    Table1Params, COMMENTS, "# Parameters (papermill overrides these; the defaults are the embedded-default preset)"))
-params.metadata["tags"] = ["parameters"]
-cells.append(params)
+cells.append(parameters_cell(Table1Params, COMMENTS, "# Parameters (papermill overrides these; the defaults are the embedded-default preset)"))
 cells.append(nbf.v4.new_code_cell(
     "from pathlib import Path\n"
     "from IPython.display import Markdown, Image, display\n"
@@ -70,19 +64,12 @@ cells.append(nbf.v4.new_markdown_cell("## Fig. 6: mIoU60 against total training 
 cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig6(runs, out / 'fig6_miou_progress.png'))))"))
 cells.append(nbf.v4.new_markdown_cell("## Fig. 5: BEV predictions vs ground truth vs pseudo-label (one validation keyframe)"))
 cells.append(nbf.v4.new_code_cell("display(Image(filename=str(busch2026.plot_fig5(runs, exp, out / 'fig5_qualitative.png'))))"))
-for i, c in enumerate(cells):
-    c["id"] = f"cell-{i}"   # fixed ids: regenerating gives the same bytes
-nb.cells = cells
+nb = build(cells)   # fixed ids: regenerating gives the same bytes
 
 
 def main(out_dir=NOTEBOOKS) -> Path:
     """Write the notebook into ``out_dir`` (default: the repository's notebooks/); returns its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nbf.validate(nb)
-    nbf.write(nb, out_dir / NAME)
-    print(f"wrote {'notebooks' if out_dir == NOTEBOOKS else out_dir}/{NAME}")
-    return out_dir / NAME
+    return write(nb, NAME, out_dir)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_corrupt_jpeg(world_copy):
 
 def _lidar_callers(nusc, sample_token):
     """Every public way to read a keyframe's LiDAR, each as a thunk."""
-    from bevlib.experiments.figures import lidar_ground_points
+    from bevlib.experiments.busch2026.fig2 import lidar_ground_points
     from bevlib.real_keyframe import _keyframe_records
 
     cfg = dict(image_wh=(64, 36), grid=BEVGrid(H=30, W=15))
@@ -73,7 +73,7 @@ def _lidar_callers(nusc, sample_token):
         # cache=False: a depth map cached before the damage would (rightly) be served from the cache.
         "load_keyframe(depth)": lambda: load_keyframe(nusc, sample_token, KeyframeConfig(
             fields=("depth",), depth=DepthConfig(source="lidar"), cache=False, **cfg)),
-        "figures.lidar_ground_points": lambda: lidar_ground_points(nusc, sample_token),
+        "fig2.lidar_ground_points": lambda: lidar_ground_points(nusc, sample_token),
         "real_keyframe._keyframe_records": lambda: _keyframe_records(nusc, nusc.get("sample", sample_token)),
     }
 

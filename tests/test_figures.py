@@ -11,7 +11,7 @@ import pytest
 
 from bevlib.bev import BEVGrid
 from bevlib.classes import IGNORE
-from bevlib.experiments import figures as fg
+from bevlib.experiments.busch2026 import fig2, fig4
 from bevlib.params import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def level_camera(height: float, f: float, cx: float, cy: float) -> tuple[np.ndar
 F_PX, H_CAM, CX, CY, IMG_HW = 1000.0, 1.5, 799.5, 449.5, (900, 1600)
 EDGES = np.array([0.0, 7.5, 15.0, 22.5, 30.0])
 X_CAM = 1.5                                                              # ego x of the level camera below
-ORIGIN_X = {"camera": X_CAM, "ego": 0.0, "front_bumper": fg.FRONT_BUMPER_X_M}
+ORIGIN_X = {"camera": X_CAM, "ego": 0.0, "front_bumper": fig4.FRONT_BUMPER_X_M}
 X_BOT = F_PX * H_CAM / (IMG_HW[0] - 0.5 - CY)                            # nearest ground the image shows: 3.33 m
 
 
@@ -66,13 +66,13 @@ def down_camera(height: float, f: float, hw: tuple[int, int], x: float = 0.0) ->
 
 
 @pytest.mark.parametrize("half_width", [None, 1e6])
-@pytest.mark.parametrize("origin", fg.DISTANCE_ORIGINS)
+@pytest.mark.parametrize("origin", fig4.DISTANCE_ORIGINS)
 def test_fig4_matches_closed_form_full_width_road(origin, half_width):
     K, T = level_camera(H_CAM, F_PX, CX, CY)
     T[0, 3] = X_CAM
     lo, hi = _row_spans(ORIGIN_X[origin] - X_CAM)
     expected = 100 * (hi - lo) / (hi - lo).sum()                      # camera: 62.5, 25, 8.33, 4.17
-    b = fg.distance_bands(K, T, IMG_HW, road_half_width_m=half_width, distance_origin=origin)
+    b = fig4.distance_bands(K, T, IMG_HW, road_half_width_m=half_width, distance_origin=origin)
     np.testing.assert_allclose(b.edges_m, EDGES)
     np.testing.assert_allclose(b.share_percent, expected, atol=0.3)  # +-0.5 row per band edge of 400 rows
     assert b.share_percent.sum() == pytest.approx(100.0)
@@ -84,14 +84,14 @@ def test_fig4_level_camera_closed_form_helpers():
     """level_camera_shares is the full-width row count; 50 % in the first band <=> d_min = 30/7 m, and
     then the last band is 1/18 = 5.56 %: the paper's pair (~50 %, ~6 %) fits one level camera."""
     K, T = level_camera(H_CAM, F_PX, CX, CY)
-    b = fg.distance_bands(K, T, IMG_HW)                                # the default definition
-    np.testing.assert_allclose(fg.level_camera_shares(EDGES, X_BOT), b.share_percent, atol=0.3)
+    b = fig4.distance_bands(K, T, IMG_HW)                                # the default definition
+    np.testing.assert_allclose(fig4.level_camera_shares(EDGES, X_BOT), b.share_percent, atol=0.3)
     assert b.nearest_m == pytest.approx(F_PX * H_CAM / (IMG_HW[0] - 1 - CY))   # bottom row's pixel centre
-    d50 = fg.nearest_for_first_share(EDGES, 50.0)
+    d50 = fig4.nearest_for_first_share(EDGES, 50.0)
     assert d50 == pytest.approx(30 / 7)
-    np.testing.assert_allclose(fg.level_camera_shares(EDGES, d50), [50, 100 / 3, 100 / 9, 100 / 18])
+    np.testing.assert_allclose(fig4.level_camera_shares(EDGES, d50), [50, 100 / 3, 100 / 9, 100 / 18])
     for d_min in (3.0, 4.59, 7.0):                                    # beyond the first band: 1/15 : 1/45 : 1/90
-        s = fg.level_camera_shares(EDGES, d_min)
+        s = fig4.level_camera_shares(EDGES, d_min)
         np.testing.assert_allclose(s[1:] / s[3], [6, 2, 1])
 
 
@@ -99,7 +99,7 @@ def test_fig4_level_camera_closed_form_helpers():
 def test_fig4_share_of_ground_and_image_closed_form(share_of, denominator_rows):
     K, T = level_camera(H_CAM, F_PX, CX, CY)
     lo, hi = _row_spans()
-    b = fg.distance_bands(K, T, IMG_HW, share_of=share_of)           # 400 of 450 ground rows / 900 rows
+    b = fig4.distance_bands(K, T, IMG_HW, share_of=share_of)           # 400 of 450 ground rows / 900 rows
     np.testing.assert_allclose(b.share_percent, 100 * (hi - lo) / denominator_rows, atol=0.15)
     assert b.denominator_pixels == denominator_rows * IMG_HW[1]
     assert b.share_percent.sum() == pytest.approx(100 * 400 / denominator_rows, abs=0.15)
@@ -110,7 +110,7 @@ def test_fig4_matches_closed_form_narrow_road():
     w = 2.0                                                            # 600 px half-width at the bottom row < 800
     lo, hi = _row_spans()
     area = (w / H_CAM) * ((hi - CY) ** 2 - (lo - CY) ** 2)
-    b = fg.distance_bands(K, T, IMG_HW, road_half_width_m=w)
+    b = fig4.distance_bands(K, T, IMG_HW, road_half_width_m=w)
     np.testing.assert_allclose(b.share_percent, 100 * area / area.sum(), atol=0.2)
     assert b.pixels.sum() == pytest.approx(area.sum(), rel=0.01)
     # the band map marks exactly the counted pixels, near bands at the bottom of the image
@@ -131,8 +131,8 @@ def test_fig4_radial_distance_narrow_road_closed_form():
         return np.trapz(F_PX ** 2 * H_CAM / 2 * (1 / x_lo ** 2 - 1 / x_hi ** 2), y)
 
     px = np.array([band_pixels(a, b) for a, b in zip(EDGES[:-1], EDGES[1:])])   # 80.76, 15.47, 2.80, 0.98
-    radial = fg.distance_bands(K, T, IMG_HW, w, distance_metric="radial")
-    longitudinal = fg.distance_bands(K, T, IMG_HW, w)                            # 81.25, 15.00, 2.76, 0.99
+    radial = fig4.distance_bands(K, T, IMG_HW, w, distance_metric="radial")
+    longitudinal = fig4.distance_bands(K, T, IMG_HW, w)                            # 81.25, 15.00, 2.76, 0.99
     np.testing.assert_allclose(radial.share_percent, 100 * px / px.sum(), atol=0.1)
     assert radial.pixels.sum() == pytest.approx(px.sum(), rel=0.002)
     assert radial.share_percent[0] < longitudinal.share_percent[0] - 0.4
@@ -144,19 +144,19 @@ def test_fig4_top_down_camera_radial_and_longitudinal_closed_form():
     hw = (800, 800)
     K, T = down_camera(10.0, 100.0, hw, x=2.0)
     quarter = np.diff(EDGES ** 2) / EDGES[-1] ** 2 * 100                          # 6.25, 18.75, 31.25, 43.75
-    for origin in fg.DISTANCE_ORIGINS:                                            # the half-disc stays in view
-        b = fg.distance_bands(K, T, hw, None, distance_origin=origin, distance_metric="radial")
+    for origin in fig4.DISTANCE_ORIGINS:                                            # the half-disc stays in view
+        b = fig4.distance_bands(K, T, hw, None, distance_origin=origin, distance_metric="radial")
         np.testing.assert_allclose(b.share_percent, quarter, atol=0.05)
         # pixel centres: the bumper's diameter (x = 3.35 m) falls on a pixel row of 600 pixels
         assert b.pixels.sum() == pytest.approx(np.pi / 2 * 30 ** 2 / 0.01, rel=0.003)
-    strip = fg.distance_bands(K, T, hw, 10.0)
+    strip = fig4.distance_bands(K, T, hw, 10.0)
     np.testing.assert_allclose(strip.share_percent, 25.0, atol=0.05)
-    ground = fg.distance_bands(K, T, hw, None, distance_metric="radial", share_of="ground")
+    ground = fig4.distance_bands(K, T, hw, None, distance_metric="radial", share_of="ground")
     np.testing.assert_allclose(ground.share_percent, 100 * np.pi / 2 * np.diff(EDGES ** 2) / 80 ** 2, atol=0.01)
     # pixel (row 409, col 400) sees the ground at x = 2 - 0.1 (409 - 399.5) = 1.05 m: ahead of the ego's
     # rear axle (band 0), behind the camera (x = 2) and the front bumper (not counted)
     row, col = 409, 400
-    bands = {o: fg.distance_bands(K, T, hw, None, distance_origin=o).band[row, col] for o in fg.DISTANCE_ORIGINS}
+    bands = {o: fig4.distance_bands(K, T, hw, None, distance_origin=o).band[row, col] for o in fig4.DISTANCE_ORIGINS}
     assert bands == {"camera": -1, "ego": 0, "front_bumper": -1}
 
 
@@ -165,7 +165,7 @@ def test_fig4_nuscenes_front_camera_shares_sum_to_100_and_decrease(half_width):
     from bevlib.bench import nuscenes_rig
 
     K, T = nuscenes_rig((900, 1600))
-    b = fg.distance_bands(K[1], T[1], (900, 1600), half_width)        # CAM_FRONT
+    b = fig4.distance_bands(K[1], T[1], (900, 1600), half_width)        # CAM_FRONT
     assert b.share_percent.sum() == pytest.approx(100.0)
     assert (np.diff(b.share_percent) < 0).all(), b.share_percent
     assert 40 < b.share_percent[0] < 60 and 1 < b.share_percent[-1] < 10
@@ -174,25 +174,25 @@ def test_fig4_nuscenes_front_camera_shares_sum_to_100_and_decrease(half_width):
 def test_fig4_rejects_bad_definitions():
     K, T = level_camera(H_CAM, F_PX, CX, CY)
     with pytest.raises(ValueError, match="distance_origin"):
-        fg.distance_bands(K, T, IMG_HW, 5.0, distance_origin="lidar")
+        fig4.distance_bands(K, T, IMG_HW, 5.0, distance_origin="lidar")
     with pytest.raises(ValueError, match="distance_metric"):
-        fg.distance_bands(K, T, IMG_HW, 5.0, distance_metric="euclidean")
+        fig4.distance_bands(K, T, IMG_HW, 5.0, distance_metric="euclidean")
     with pytest.raises(ValueError, match="share_of"):
-        fg.distance_bands(K, T, IMG_HW, 5.0, share_of="road")
+        fig4.distance_bands(K, T, IMG_HW, 5.0, share_of="road")
     with pytest.raises(ValueError, match="road_half_width_m"):
-        fg.distance_bands(K, T, IMG_HW, 0.0)
+        fig4.distance_bands(K, T, IMG_HW, 0.0)
     back = T.copy()
     back[:3, :3] = T[:3, :3] @ np.diag([-1.0, 1.0, -1.0])                # turned around: looks along -x
     with pytest.raises(ValueError, match="no road pixel"):
-        fg.distance_bands(K, back, IMG_HW, 5.0)
+        fig4.distance_bands(K, back, IMG_HW, 5.0)
     with pytest.raises(ParameterError, match="camera"):
-        fg.Fig4Params(camera="CAM_FRNT")
+        fig4.Fig4Params(camera="CAM_FRNT")
     for bad in (dict(distance_origin="lidar"), dict(distance_metric="euclid"), dict(share_of="road"),
                 dict(ego_pose="sensor"), dict(road_half_width_m=0), dict(road_half_width_m="7"),
                 dict(image_wh=(512,)), dict(image_wh=(512.0, 288))):
         with pytest.raises(ParameterError, match=next(iter(bad))):
-            fg.Fig4Params(**bad)
-    assert fg.Fig4Params(road_half_width_m=None, image_wh=[512, 288]).image_wh == (512, 288)
+            fig4.Fig4Params(**bad)
+    assert fig4.Fig4Params(road_half_width_m=None, image_wh=[512, 288]).image_wh == (512, 288)
 
 
 # The default definition on the real keyframe (scene-0061 CAM_FRONT, 1600 x 900), as measured:
@@ -204,7 +204,7 @@ PAPER = {0: (50.0, 5.0), 3: (6.0, 0.5)}
 
 @pytest.fixture(scope="module")
 def keyframe_fig4(keyframe_root):
-    return fg.prepare_fig4(fg.Fig4Params(dataroot=str(keyframe_root), progress=False))
+    return fig4.prepare_fig4(fig4.Fig4Params(dataroot=str(keyframe_root), progress=False))
 
 
 def test_fig4_on_the_real_keyframe(keyframe_fig4, tmp_path):
@@ -219,11 +219,11 @@ def test_fig4_on_the_real_keyframe(keyframe_fig4, tmp_path):
     for i, (reported, tol) in PAPER.items():                            # within the paper's "≈"
         assert abs(s[i] - reported) <= tol, (i, s[i])
     assert {(0.0, 7.5): PAPER[0], (22.5, 30.0): PAPER[3]} == \
-           {k: (fg.REPORTED_FIG4[k], fg.REPORTED_FIG4_TOLERANCE_PP[k]) for k in fg.REPORTED_FIG4}
+           {k: (fig4.REPORTED_FIG4[k], fig4.REPORTED_FIG4_TOLERANCE_PP[k]) for k in fig4.REPORTED_FIG4}
     # the closed form of a level camera from where its view of the road begins (4.59 m) is within 0.4 pp
     assert data.bands.nearest_m == pytest.approx(4.59, abs=0.01)
-    np.testing.assert_allclose(fg.level_camera_shares(data.bands.edges_m, data.bands.nearest_m), s, atol=0.4)
-    rows = list(csv.DictReader(open(fg.write_fig4_csv(data.bands, tmp_path / "fig4.csv"))))
+    np.testing.assert_allclose(fig4.level_camera_shares(data.bands.edges_m, data.bands.nearest_m), s, atol=0.4)
+    rows = list(csv.DictReader(open(fig4.write_fig4_csv(data.bands, tmp_path / "fig4.csv"))))
     assert [float(r["band_start_m"]) for r in rows] == [0.0, 7.5, 15.0, 22.5]
     assert sum(float(r["share_percent"]) for r in rows) == pytest.approx(100.0, abs=0.05)
 
@@ -239,9 +239,9 @@ MEASURED_VARIANTS = {
 
 def test_fig4_variants_on_the_real_keyframe(keyframe_fig4):
     data = keyframe_fig4
-    rows = fg.fig4_variants(data)
+    rows = fig4.fig4_variants(data)
     names = [f"band_{a:g}-{b:g}_m" for a, b in zip(EDGES[:-1], EDGES[1:])]
-    by_def = {tuple(r[k] for k in fg.FIG4_DEFINITION_FIELDS): r for r in rows}
+    by_def = {tuple(r[k] for k in fig4.FIG4_DEFINITION_FIELDS): r for r in rows}
     assert len(by_def) == len(rows)                                     # no definition twice
     for (origin, hw, metric), shares in MEASURED_VARIANTS.items():
         r = by_def[(origin, hw, metric, "range", "keyframe", "1600x900")]
@@ -250,10 +250,10 @@ def test_fig4_variants_on_the_real_keyframe(keyframe_fig4):
     np.testing.assert_allclose([default[n] for n in names], MEASURED_DEFAULT, atol=0.1)
     # every dimension is varied: 3 origins x 3 widths x 2 metrics, 2 other denominators, 3 other ego poses, 512x288
     assert len(rows) == 18 + 2 + 3 + 1
-    assert {r["share_of"] for r in rows} == set(fg.SHARE_OF) and {r["ego_pose"] for r in rows} == set(fg.EGO_POSES)
+    assert {r["share_of"] for r in rows} == set(fig4.SHARE_OF) and {r["ego_pose"] for r in rows} == set(fig4.EGO_POSES)
     # the image size and, from the camera, the ego pose hardly matter; from the ego they do (0.33 m of motion)
     small = by_def[("camera", None, "longitudinal", "range", "keyframe", "512x288")]
-    pose = {o: by_def[(o, None, "longitudinal", "range", "camera", "1600x900")] for o in fg.DISTANCE_ORIGINS}
+    pose = {o: by_def[(o, None, "longitudinal", "range", "camera", "1600x900")] for o in fig4.DISTANCE_ORIGINS}
     np.testing.assert_allclose([small[n] for n in names], MEASURED_DEFAULT, atol=0.3)
     np.testing.assert_allclose([pose["camera"][n] for n in names], MEASURED_DEFAULT, atol=0.2)
     assert pose["ego"][names[0]] < by_def[("ego", None, "longitudinal", "range", "keyframe", "1600x900")][names[0]] - 3
@@ -265,14 +265,14 @@ def test_fig4_variants_on_the_real_keyframe(keyframe_fig4):
     within = {(r["distance_origin"], r["road_half_width_m"], r["distance_metric"], r["share_of"])
               for r in rows if r["within_reported"]}
     assert within == {("camera", None, "longitudinal", "range"), ("camera", 15.0, "longitudinal", "range")}
-    md = fg.fig4_markdown(data, rows)
+    md = fig4.fig4_markdown(data, rows)
     assert md.count("| **camera** | **none** | **longitudinal** |") == 1 and "-4.5" in md and "+0.1" in md
     assert "d_min = 4.29 m" in md and "front_bumper" in md and "512x288" in md
 
 
 def test_fig4_params_select_other_definitions(keyframe_root):
-    p = fg.Fig4Params(dataroot=str(keyframe_root), progress=False, road_half_width_m=7.0, image_wh=(512, 288))
-    data = fg.prepare_fig4(p)
+    p = fig4.Fig4Params(dataroot=str(keyframe_root), progress=False, road_half_width_m=7.0, image_wh=(512, 288))
+    data = fig4.prepare_fig4(p)
     assert data.image.shape == (288, 512, 3) and data.K[0, 0] == pytest.approx(1266.417 * 512 / 1600)
     np.testing.assert_allclose(data.bands.share_percent, [50.44, 38.51, 8.04, 3.01], atol=0.1)
 
@@ -298,7 +298,7 @@ def test_lift_puts_the_pixel_class_into_the_right_bev_cell():
         [150 / 20, 0.0, 0.0], # v = 70, u = 100: IGNORE pixel -> cell (22, 14) stays empty
         [40.0, 0.0, 0.0],     # outside the grid
     ])
-    bev = fg.lift_pseudo_to_bev_lidar(pts, labels, K[None], T[None], grid)
+    bev = fig2.lift_pseudo_to_bev_lidar(pts, labels, K[None], T[None], grid)
     assert bev.shape == (60, 30) and bev.dtype == np.uint8
     assert bev[17, 14] == 2
     assert bev[17, 18] == 0
@@ -306,10 +306,10 @@ def test_lift_puts_the_pixel_class_into_the_right_bev_cell():
     assert (bev != IGNORE).sum() == 2
     # a second camera seeing the same points votes too: two background votes flip the cell
     labels2 = np.concatenate([labels, np.zeros_like(labels)])
-    bev2 = fg.lift_pseudo_to_bev_lidar(pts[:3], labels2, np.stack([K, K]), np.stack([T, T]), grid)
+    bev2 = fig2.lift_pseudo_to_bev_lidar(pts[:3], labels2, np.stack([K, K]), np.stack([T, T]), grid)
     assert bev2[17, 14] == 0
     with pytest.raises(ValueError, match="one per camera"):
-        fg.lift_pseudo_to_bev_lidar(pts, labels2, K[None], T[None], grid)
+        fig2.lift_pseudo_to_bev_lidar(pts, labels2, K[None], T[None], grid)
 
 
 def test_bev_labels_render_into_the_camera_where_they_lie():
@@ -318,7 +318,7 @@ def test_bev_labels_render_into_the_camera_where_they_lie():
     gt = np.zeros((60, 30), np.uint8)
     gt[15:20, 12:17] = 3                          # crosswalk block around (12.5, 0.5)
     gt[40, 5] = IGNORE
-    front = fg.render_labels_to_camera(gt, K, T, (100, 200), grid)
+    front = fig2.render_labels_to_camera(gt, K, T, (100, 200), grid)
     assert front.shape == (100, 200) and front.dtype == np.uint8
     assert front[62, 96] == 3                     # sees (12.5, 0.5)
     assert front[62, 128] == 0                    # sees (12.5, -3.5)
@@ -328,9 +328,9 @@ def test_bev_labels_render_into_the_camera_where_they_lie():
 
 def test_fig2_params_are_checked():
     with pytest.raises(ParameterError, match="mask2former_weights"):
-        fg.Fig2Params(labeler="mask2former")
+        fig2.Fig2Params(labeler="mask2former")
     with pytest.raises(ParameterError, match="bev_hw"):
-        fg.Fig2Params(bev_hw=(150,))
+        fig2.Fig2Params(bev_hw=(150,))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -39,8 +39,10 @@ def test_table1_notebook_smoke(tmp_path):
     # determinism: training everything again from scratch (fresh runs directory) with the same
     # seed gives the identical table on CPU
     first = (out / "table1.csv").read_bytes()
-    # the golden file: the smoke Table I as measured before the trainer became task-agnostic
-    # (sha256 3864b7d1...); any change to busch2026's numbers must be deliberate (update it then)
+    # the golden file: the smoke Table I (sha256 1c440eee...). The task-agnostic trainer left it
+    # byte-identical (3864b7d1... before and after); it changed deliberately once since, when the
+    # BEV ground truth became HDMapNet's drawing and the schedule BEVFormer's. Any change to
+    # busch2026's numbers must be deliberate: update the file then, and say why in the commit.
     assert first == (ROOT / "tests" / "golden" / "table1_smoke.csv").read_bytes(), first.decode()
     r2 = subprocess.run(cmd("runs_again"), env=env, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]

@@ -9,7 +9,7 @@ two-phase total is N x (steps per full epoch) + the fine-tuning steps (Fig. 6's 
 from __future__ import annotations
 
 from . import claims  # noqa: F401  (registers the scoreboard claims)
-from .figures import plot_fig5, plot_fig6, predict_bev
+from .fig5_fig6 import plot_fig5, plot_fig6, predict_bev
 from .params import COLUMN_TITLES, COLUMNS, REPORTED_TABLE1, Table1Params
 from .runs import SCRATCH_ROW, Experiment, make_labeler, make_task, prepare, run_table1, seed_runs
 from .tables import (PROBE_COLUMNS, bev_cell_features, caption, probe_rows, seed_rows, table1_rows, write_probe_table,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...paths import outputs_dir
-from .figures import plot_fig6
+from .fig5_fig6 import plot_fig6
 from .params import Table1Params
 from .runs import prepare, run_table1
 from .tables import caption, table1_rows, write_protocol_tables, write_table1

@@ -53,8 +53,8 @@ class Table1Params(WorldParams):
     epochs: int = 12                        # baseline and pretraining length, paper: 30
     batch_size: int = 2                     # paper: 6
     lr: float = 2e-3                        # paper: 2e-4 (BEVFormer)
-    schedule: str = "onecycle"              # paper: "warmup_cosine" (BEVFormer: linear warm-up, cosine)
-    warmup_steps: int = 0                   # warmup_cosine; paper: 500
+    schedule: str = "warmup_cosine"         # BEVFormer's: linear warm-up, cosine to min_lr_ratio; or "onecycle"
+    warmup_steps: int = 10                  # paper: 500 (of 140,600 steps)
     min_lr_ratio: float = 1e-3              # warmup_cosine: final lr / lr (BEVFormer)
     backbone_lr_mult: float = 1.0           # paper: 0.1 (BEVFormer's img_backbone lr_mult)
     finetune_lr: float | None = None        # fine-tuning phase lr; None: lr
@@ -62,7 +62,7 @@ class Table1Params(WorldParams):
     pretrain_lengths: tuple = (3, 6, 9)     # "ours(N ep pretrain + temp)" rows, paper: 3..27
     no_temp_lengths: tuple = (3, 9)         # "ours(N ep pretrain)" rows, paper: 3, 22
     finetune_halved_epochs: int = 6         # paper: 14 (= 32,800 steps)
-    bev_class_weights: tuple | None = (1.0, 10.0, 10.0, 10.0)  # thin markings are ~8 % of cells
+    bev_class_weights: tuple | None = None  # paper: unweighted; e.g. (1, 10, 10, 10) weighs thin markings up
     use_history: bool = True
     render_backend: str = "analytic"
     seed: int = 0                           # data seed (pseudo-label noise, the 50 % subset) and default training seed
