@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 LAB_PORT ?= 8888
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup demo test test-fast chromium lab real-keyframe viewer
+.PHONY: setup demo fidelity scoreboard test test-fast chromium lab real-keyframe viewer
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup
 	mkdir -p outputs/table1
 	BEVLIB_PROGRESS_BARS=0 $(VENV)/bin/papermill notebooks/table1.ipynb outputs/table1/table1.executed.ipynb --cwd notebooks --log-output
+
+# busch2026's headline question on the embedded world: the fidelity preset (3 seeds, scratch control,
+# linear probe; about 45 min on 2 cores) -> outputs/table1_fidelity/
+fidelity: setup
+	mkdir -p outputs/table1_fidelity
+	BEVLIB_PROGRESS_BARS=0 $(VENV)/bin/papermill notebooks/table1.ipynb outputs/table1_fidelity/table1.executed.ipynb \
+		-f params/table1/fidelity.yaml --cwd notebooks --log-output
+
+# Every paper's headline claims, held / not held, from the latest outputs -> outputs/scoreboard/
+scoreboard: setup
+	mkdir -p outputs/scoreboard
+	$(VENV)/bin/papermill notebooks/scoreboard.ipynb outputs/scoreboard/scoreboard.executed.ipynb --cwd notebooks
 
 # The real-keyframe renderer check (needs ../shared/nuscenes-keyframe) -> outputs/real_keyframe/
 real-keyframe: setup

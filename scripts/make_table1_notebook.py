@@ -31,18 +31,17 @@ COMMENTS = {
     "epochs": "paper: 30", "batch_size": "paper: 6", "lr": "paper: 2e-4",
     "pretrain_lengths": "paper: 3 ... 27", "no_temp_lengths": "paper: 3, 22",
     "finetune_halved_epochs": "paper: 14 (32,800 steps)", "bev_class_weights": "background, boundary, lane, crosswalk",
-    "output_dir": "None: <project>/outputs/table1", "runs_dir": "None: <project>/outputs/runs/busch2026",
+    "output_dir": "None: <project>/outputs/<output_name>", "runs_dir": "None: <project>/outputs/runs/busch2026",
 }
 cells.append(parameters_cell(Table1Params, COMMENTS, "# Parameters (papermill overrides these; the defaults are the embedded-default preset)"))
 cells.append(nbf.v4.new_code_cell(
-    "from pathlib import Path\n"
     "from IPython.display import Markdown, Image, display\n"
     "import torch\n"
     "from bevlib import params as _params\n"
     "from bevlib.experiments import busch2026\n"
-    "from bevlib.paths import outputs_dir\n\n"
+    "\n"
     "P = _params.collect(globals(), busch2026.Table1Params)   # a mistyped parameter fails here, by name\n"
-    "out = Path(P.output_dir) if P.output_dir else outputs_dir('table1')\n"
+    "out = P.out_dir\n"
     "torch.manual_seed(P.seed)\n"
     "P"))
 cells.append(nbf.v4.new_markdown_cell("## Data: the devkit reads the dataset; pseudo-labels are generated once, offline, and cached"))

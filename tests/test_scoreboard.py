@@ -286,7 +286,7 @@ def test_busch2026_registers_its_three_claims():
     cs = _busch2026_claims()
     assert set(cs) == {"two_phase_3ep_beats_baseline", "longer_pretraining_helps", "temporal_loss_helps_pretraining"}
     for c in cs.values():
-        assert (c.table, c.metric, c.key, c.op, c.min_seeds) == ("table1/table1.csv", "miou60", "method", ">=", 3)
+        assert (c.table, c.metric, c.key, c.op, c.min_seeds) == ("table1_fidelity/table1.csv", "miou60", "method", ">=", 3)
     assert (cs["two_phase_3ep_beats_baseline"].a, cs["two_phase_3ep_beats_baseline"].b) == (
         "ours(3ep pretrain + temp)", "supervised baseline")
     assert (cs["temporal_loss_helps_pretraining"].a, cs["temporal_loss_helps_pretraining"].b) == (
@@ -301,7 +301,7 @@ def test_busch2026_claims_hold_on_the_papers_own_numbers(tmp_path):
     from bevlib.experiments.busch2026 import COLUMNS, REPORTED_TABLE1
     cs = _busch2026_claims()
     rows = [{"method": k, "source": "measured", **dict(zip(COLUMNS, v))} for k, v in REPORTED_TABLE1.items()]
-    write_csv(tmp_path, rows, "table1/table1.csv")
+    write_csv(tmp_path, rows, "table1_fidelity/table1.csv")
     results = {c.name: sb.evaluate(c, tmp_path) for c in cs.values()}
     assert all(r.verdict == "held (indicative, 1 seed)" for r in results.values()), results
     longer = results["longer_pretraining_helps"]
@@ -325,7 +325,7 @@ def test_scoreboard_notebook_smoke(tmp_path):
                      "crosswalk_iou": 1.0, "miou20": 1.0, "miou40": 1.0, "miou60": m})
     rows.append({"method": "supervised baseline", "source": "reported (busch2026, nuScenes)", "boundary_iou": 25.1,
                  "lane_iou": 26.4, "crosswalk_iou": 11.5, "miou20": 31.5, "miou40": 25.6, "miou60": 21.0})
-    write_csv(outputs, rows, "table1/table1.csv")
+    write_csv(outputs, rows, "table1_fidelity/table1.csv")
     r = subprocess.run(
         [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "scoreboard.ipynb"), str(tmp_path / "executed.ipynb"),
          "-f", str(ROOT / "params" / "scoreboard" / "smoke.yaml"), "-p", "outputs_root", str(outputs),

@@ -1,9 +1,7 @@
 """``python -m bevlib.experiments.busch2026``: Table I without a notebook (one process or torchrun)."""
 from __future__ import annotations
 
-from pathlib import Path
 
-from ...paths import outputs_dir
 from .fig5_fig6 import plot_fig6
 from .params import Table1Params
 from .runs import prepare, run_table1
@@ -31,7 +29,7 @@ def main(argv=None) -> None:
     exp = prepare(p)
     runs = run_table1(exp)
     if dist.is_main():
-        out = Path(p.output_dir) if p.output_dir else outputs_dir("table1")
+        out = p.out_dir
         csv_path, md_path = write_table1(table1_rows(runs), out, caption(exp))
         plot_fig6(runs, out / "fig6_miou_progress.png")
         print(md_path.read_text())

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ...bev import BEVGrid
 from ...classes import NUM_BEV
 from ...data.source import WorldParams
 from ...params import ParameterError
+from ...paths import outputs_dir
 from ...train.config import SCHEDULES
 
 COLUMNS = ("boundary_iou", "lane_iou", "crosswalk_iou", "miou20", "miou40", "miou60")
@@ -69,7 +71,8 @@ class Table1Params(WorldParams):
     seeds: tuple | None = None              # training seeds of every row (mean and 95 % interval); None: (seed,)
     scratch_control: bool = False           # extra row: scratch on the 50 % subset, fine-tuning schedule
     probe: bool = False                     # linear probe of the frozen BEV features (probe.csv)
-    output_dir: str | None = None           # None: <project>/outputs/table1
+    output_dir: str | None = None           # None: <project>/outputs/<output_name>
+    output_name: str = "table1"             # the folder under outputs/ (the fidelity preset: table1_fidelity)
     runs_dir: str | None = None             # None: <project>/outputs/runs/busch2026
     progress: bool = True
     in_memory: bool | None = None           # keep decoded keyframes in RAM; None: when <= 3000 keyframes
@@ -117,6 +120,11 @@ class Table1Params(WorldParams):
                     and len(set(self.seeds)) == len(self.seeds)):
                 raise ParameterError(f"parameter 'seeds' must be a list of distinct integers, got {self.seeds!r}")
             self.seeds = tuple(self.seeds)
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the tables and figures go: ``output_dir``, else ``<project>/outputs/<output_name>``."""
+        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
 
     @property
     def train_seeds(self) -> tuple:
