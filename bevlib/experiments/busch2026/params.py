@@ -41,14 +41,14 @@ class Table1Params(WorldParams):
     labeler: str = "synthetic"              # "synthetic" | "mask2former"
     pseudo_noise: float = 0.1               # synthetic labeller only
     mask2former_weights: str | None = None  # local path, labeler="mask2former" only
-    image_wh: tuple = (224, 128)            # paper: (512, 288)
+    image_wh: tuple = (288, 160)            # paper: (512, 288)
     bev_hw: tuple = (120, 60)               # BEV ground-truth / output grid, paper: (150, 150)
-    query_hw: tuple = (30, 15)              # BEV queries, paper: (150, 150)
+    query_hw: tuple = (60, 30)              # BEV queries (1 m cells here), paper: (150, 150)
     bev_style: str = "hdmapnet"             # BEV ground truth as the paper's evaluation draws it; "buffer": line_width_m
     line_width_m: float = 0.6               # bev_style="buffer" only
     backbone: str = "tiny"                  # "tiny" | "resnet-18" | "resnet-50" (paper)
     backbone_weights: str | None = None     # local pretrained weights (paper: ImageNet ResNet-50)
-    embed_dim: int = 32                     # paper: 256
+    embed_dim: int = 48                     # paper: 256
     num_layers: int = 1                     # paper: 6
     num_heads: int = 4                      # paper: 8 (BEVFormer)
     ffn_dim: int = 128                      # paper: 512 (BEVFormer: 2 x embed_dim)
@@ -69,7 +69,7 @@ class Table1Params(WorldParams):
     render_backend: str = "analytic"
     seed: int = 0                           # data seed (pseudo-label noise, the 50 % subset) and default training seed
     seeds: tuple | None = None              # training seeds of every row (mean and 95 % interval); None: (seed,)
-    scratch_control: bool = False           # extra row: scratch on the 50 % subset, fine-tuning schedule
+    scratch_control: bool = True            # extra row: scratch on the 50 % subset, fine-tuning schedule
     probe: bool = False                     # linear probe of the frozen BEV features (probe.csv)
     output_dir: str | None = None           # None: <project>/outputs/<output_name>
     output_name: str = "table1"             # the folder under outputs/ (the fidelity preset: table1_fidelity)
