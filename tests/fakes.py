@@ -86,16 +86,20 @@ class ToyTask(Task):
     must survive a restart. Loss terms: cross-entropy plus a distillation term to the teacher and
     a small queue term (so the queue changes the result)."""
 
-    def __init__(self, n=24, val_n=9, poison=(), delay=0.0, momentum=0.9, queue=8, queue_weight=0.01):
+    def __init__(self, n=24, val_n=9, poison=(), delay=0.0, momentum=0.9, queue=8, queue_weight=0.01,
+                 corrupt_at=None):
         self.train_data = ToyData(n, 0, poison, delay)
         self.val_data = ToyData(val_n, 1)
         self.momentum, self.queue_len, self.queue_weight = momentum, queue, queue_weight
+        # a one-shot fault (not task state: a rollback does not bring it back), e.g. a learning-rate
+        # blow-up that throws the weights off for the steps after ``corrupt_at``
+        self.corrupt_at, self._corrupted = corrupt_at, False
         self.teacher = None
         self.queue = torch.zeros(queue, 3)
         self.queue_ptr = 0
 
     def config(self):
-        return {"toy": True, "n": len(self.train_data), "poison": sorted(self.train_data.poison),
+        return {"toy": True, "n": len(self.train_data), "poison": sorted(self.train_data.poison), "corrupt_at": self.corrupt_at,
                 "momentum": self.momentum, "queue": self.queue_len, "queue_weight": self.queue_weight}
 
     def build_model(self):
@@ -125,6 +129,11 @@ class ToyTask(Task):
 
     @torch.no_grad()
     def after_step(self, model, step, total_steps):
+        if self.corrupt_at is not None and step == self.corrupt_at and not self._corrupted:
+            self._corrupted = True
+            g = torch.Generator().manual_seed(1)
+            for q in model.parameters():
+                q.add_(torch.randn(q.shape, generator=g) * 2.0)
         for pt, ps in zip(self.teacher.parameters(), model.parameters()):
             pt.mul_(self.momentum).add_(ps.detach().to(pt.device), alpha=1 - self.momentum)
 

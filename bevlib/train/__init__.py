@@ -9,10 +9,10 @@ from .checkpoint import (CheckpointError, checkpoint_at, latest_checkpoint, load
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler, warmup_cosine_factor
 from .task import Task, unwrap
-from .trainer import (SpikeGuard, TrainingDiverged, epoch_batches, evaluate, resolve_device, split_batch,
+from .trainer import (DipGuard, SpikeGuard, TrainingDiverged, epoch_batches, evaluate, resolve_device, split_batch,
                       to_device, train)
 
-__all__ = ["CheckpointError", "SpikeGuard", "Task", "TrainConfig", "TrainingDiverged", "build_optimizer",
+__all__ = ["CheckpointError", "DipGuard", "SpikeGuard", "Task", "TrainConfig", "TrainingDiverged", "build_optimizer",
            "build_scheduler", "checkpoint_at", "epoch_batches", "evaluate", "latest_checkpoint", "load_checkpoint",
            "load_latest_good", "read_metrics", "resolve_device", "save_checkpoint", "split_batch",
            "step_checkpoints", "to_device", "train", "unwrap", "warmup_cosine_factor", "write_metrics"]

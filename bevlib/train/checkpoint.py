@@ -71,10 +71,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return cks[-1] if cks else None
 
 
-def load_latest_good(run_dir: Path, config_hash_: str) -> tuple[Path, dict] | None:
-    """The newest checkpoint that loads and verifies; corrupt ones are skipped with a warning.
-    A checkpoint of another config raises (it is never silently replaced)."""
-    for path in reversed(step_checkpoints(run_dir)):
+def load_latest_good(run_dir: Path, config_hash_: str, max_step: int | None = None) -> tuple[Path, dict] | None:
+    """The newest checkpoint (at or before ``max_step`` when given) that loads and verifies;
+    corrupt ones are skipped with a warning. A checkpoint of another config raises (it is never
+    silently replaced)."""
+    paths = step_checkpoints(run_dir)
+    if max_step is not None:
+        paths = [p for p in paths if int(p.stem.split("_")[1]) <= max_step]
+    for path in reversed(paths):
         try:
             return path, load_checkpoint(path, config_hash_)
         except CheckpointError as e:

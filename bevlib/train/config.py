@@ -49,6 +49,8 @@ class TrainConfig:
     spike_window: int = 20
     spike_min_history: int = 5
     max_rollbacks: int = 5
+    dip_window: int = 0                 # steps; 0: off. A "training dip" (lukkassen2024, appendix):
+    dip_factor: float = 1.5             # mean loss of the last dip_window steps > factor x the window before
 
     def __post_init__(self):
         def bad(msg):
@@ -63,6 +65,8 @@ class TrainConfig:
             bad(f"amp must be one of {AMP}, got {self.amp!r}")
         if self.accum_steps < 1 or self.batch_size % self.accum_steps:
             bad(f"accum_steps={self.accum_steps} must be >= 1 and divide batch_size={self.batch_size}")
+        if self.dip_window < 0 or not self.dip_factor > 1.0:
+            bad(f"dip_window must be >= 0 and dip_factor > 1, got {self.dip_window}, {self.dip_factor}")
         if self.keep_checkpoints < 0 or self.num_workers < 0 or self.warmup_steps < 0:
             bad("keep_checkpoints, num_workers and warmup_steps must be >= 0")
         if not 0.0 < self.min_lr_ratio <= 1.0 or not 0.0 < self.warmup_ratio <= 1.0:

@@ -60,6 +60,34 @@ class SpikeGuard:
         self.history.append(loss)
 
 
+class DipGuard:
+    """Flags a training dip: the mean of the last ``window`` accepted losses above ``factor`` x the
+    mean of the ``window`` before. lukkassen2024 (appendix "Training dip", Table 7) saw runs
+    collapse over several steps with no single bad batch, which :class:`SpikeGuard` cannot see;
+    the authors restarted them by hand from the last checkpoint before the dip."""
+
+    def __init__(self, window: int, factor: float):
+        self.window, self.factor = window, factor
+        self.losses: deque = deque(maxlen=2 * window)
+
+    def push(self, loss: float) -> str | None:
+        """Record an accepted loss; the reason when the last ``window`` losses form a dip, else None."""
+        if self.window <= 0:
+            return None
+        self.losses.append(loss)
+        if len(self.losses) < 2 * self.window:
+            return None
+        before = statistics.fmean(list(self.losses)[:self.window])
+        recent = statistics.fmean(list(self.losses)[self.window:])
+        if recent > self.factor * before:
+            return (f"training dip: mean loss of the last {self.window} steps {recent:.4g} > {self.factor:g} x "
+                    f"the {self.window} before ({before:.4g})")
+        return None
+
+    def clear(self) -> None:
+        self.losses.clear()
+
+
 class TrainingDiverged(RuntimeError):
     """More loss spikes than ``TrainConfig.max_rollbacks``: the run cannot recover by itself."""
 
@@ -228,8 +256,10 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
     sched = build_scheduler(opt, cfg, total_steps)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     guard = SpikeGuard(cfg.spike_factor, cfg.spike_window, cfg.spike_min_history)
-    # pos: completed epochs, batches consumed in the current epoch, optimiser steps so far
-    pos = {"epoch": 0, "batch": 0, "step": 0}
+    dip = DipGuard(cfg.dip_window, cfg.dip_factor)
+    # pos: completed epochs, batches consumed in the current epoch, optimiser steps so far, and how
+    # often a training dip changed the data order
+    pos = {"epoch": 0, "batch": 0, "step": 0, "reshuffle": 0}
     epoch_logs: list[dict] = []
     skipped: set[tuple[int, int]] = set()
     events: list[dict] = []
@@ -258,7 +288,7 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
         task.load_state_dict(ck["task_per_rank"][rank] if same_world else ck.get("task", {}))
         if scaler is not None and "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
-        pos.update(epoch=ck["epoch"], batch=ck["batch"], step=ck["step"])
+        pos.update(epoch=ck["epoch"], batch=ck["batch"], step=ck["step"], reshuffle=ck.get("reshuffle", 0))
         epoch_logs = json.loads(ck["epoch_logs"])
         guard.history.clear()
         guard.history.extend(ck["guard_history"])
@@ -298,7 +328,8 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
     model.train()
     while pos["epoch"] < cfg.epochs:
         epoch = pos["epoch"] + 1
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch)
+        # after a training dip the data order changes (the paper's restarts continued on other batches)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed + 7919 * pos["reshuffle"], epoch)
         todo = [b for b in range(pos["batch"], len(batches)) if (epoch, b) not in skipped]
         micro = [split_batch(batches[b], rank, world, cfg.accum_steps) for b in todo]
         loader = iter(_loader(task, train_ds, [m[0] for ms in micro for m in ms], cfg, device, cfg.seed, epoch))
@@ -357,6 +388,7 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
                 opt.step()
             sched.step()
             guard.push(step_terms["loss"])
+            dip_reason = dip.push(step_terms["loss"])
             pos["step"] += 1
             pos["batch"] = b + 1
             task.after_step(bare, pos["step"], total_steps)
@@ -364,6 +396,29 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
             epoch_logs.append(logs if len(terms) > 1 else {"loss": logs["loss"]})
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
+            if dip_reason:
+                rollbacks += 1
+                if rollbacks > cfg.max_rollbacks:
+                    raise TrainingDiverged(f"run {run_dir}: {rollbacks} rollbacks (last: {dip_reason} at step "
+                                           f"{pos['step']}); max_rollbacks={cfg.max_rollbacks}")
+                # the last checkpoint before the dip began (keep_checkpoints must reach back that far)
+                found_ck = load_latest_good(run_dir, h, max_step=pos["step"] - cfg.dip_window) \
+                    or load_latest_good(run_dir, h)
+                path, ck = found_ck
+                reshuffle = pos["reshuffle"] + 1
+                event = {"epoch": epoch, "batch": b, "step": pos["step"], "reason": dip_reason,
+                         "rolled_back_to_step": ck["step"], "checkpoint": path.name, "data_order": reshuffle}
+                restore(ck)
+                pos["reshuffle"] = max(pos["reshuffle"], reshuffle)
+                dip.clear()
+                events.append(event)
+                if main:
+                    with open(run_dir / "events.jsonl", "a") as f:
+                        f.write(json.dumps(event) + "\n")
+                    warnings.warn(f"{name}: {dip_reason}; rolled back to step {ck['step']} with a new data order",
+                                  RuntimeWarning, stacklevel=2)
+                rolled_back = True
+                break
             if cfg.checkpoint_every_steps and pos["step"] % cfg.checkpoint_every_steps == 0 \
                     and pos["batch"] < len(batches):
                 checkpoint()
@@ -378,7 +433,9 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
             if k != "loss":
                 row[k] = sum(l[k] for l in epoch_logs) / len(epoch_logs)
         row["events"] = "; ".join(f"{e['reason']} at batch {e['batch']} -> rolled back to step "
-                                  f"{e['rolled_back_to_step']}, batch skipped" for e in events if e["epoch"] == epoch)
+                                  f"{e['rolled_back_to_step']}, "
+                                  + ("new data order" if "data_order" in e else "batch skipped")
+                                  for e in events if e["epoch"] == epoch)
         rows.append(row)
         pos.update(epoch=epoch, batch=0)
         epoch_logs = []
