@@ -31,6 +31,16 @@ alike; each time is the median of ``repeats`` runs after ``warmup`` runs. Target
 busy machine disturbs far less than the ratio of medians), and >= 10 x faster than PyTorch3D.
 
 The JSON goes to ``outputs/bench/render.json`` (atomic write) unless ``--out`` says otherwise.
+
+``python -m bevlib.bench range``: speed of the LiDAR range projection (lukkassen2024 Sec. 3.2.1,
+RangeViT's input), :func:`bevlib.range_view.project_to_range` (one per-pixel minimum of a
+(range, index) key) against :func:`bevlib.range_view._reference_project` (RangeViT's way: sort by
+decreasing range, fancy-index assign), on the real nuScenes LIDAR_TOP sweep of
+``../shared/nuscenes-keyframe`` (34,688 points, used in place) or, where it is absent or with
+``--synthetic``, a synthetic sweep of the same size, 32 x 2048, both row modes. Timed round-robin
+as above, median of ``repeats``; target (reported, not enforced): >= 3 x faster, with outputs
+identical (every field of the :class:`~bevlib.range_view.RangeImage`). JSON to
+``outputs/bench/range.json``.
 """
 from __future__ import annotations
 
@@ -331,6 +341,127 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+TARGET_RANGE_SPEEDUP = 3.0
+#: Points of the synthetic sweep: the size of the real v1.0-mini LIDAR_TOP keyframe sweep.
+RANGE_SYNTHETIC_POINTS = 34688
+
+
+def _range_input(synthetic: bool, seed: int):
+    """(points (N, 4) float32 sensor frame [x, y, z, intensity], ring (N,) uint8, source label)."""
+    if not synthetic:
+        from .real_keyframe import default_dataroot
+
+        root = default_dataroot()
+        if (root / "v1.0-mini").is_dir():
+            from .data.lidar import load_lidar_sweep
+            from .data.nuscenes_data import open_nuscenes
+
+            nusc = open_nuscenes(root, "v1.0-mini")
+            token = nusc.sample[0]["token"]
+            sw = load_lidar_sweep(nusc, token)
+            if sw is not None and sw.ring is not None:
+                return (np.column_stack([sw.points_sensor, sw.intensity]).astype(np.float32), sw.ring,
+                        f"real nuScenes v1.0-mini LIDAR_TOP, sample {token}")
+    # An HDL-32E-like sweep: 32 beams x 1084 azimuth steps, ranges 1..80 m, so collisions and the
+    # beam spacing resemble the real one.
+    rng = np.random.default_rng(seed)
+    beams, steps = 32, RANGE_SYNTHETIC_POINTS // 32
+    el = np.radians(np.linspace(-30.67, 10.67, beams))[:, None] + rng.normal(0, 0.002, (beams, steps))
+    az = np.linspace(-np.pi, np.pi, steps, endpoint=False)[None] + rng.normal(0, 0.001, (beams, steps))
+    r = rng.uniform(1.0, 80.0, (beams, steps))
+    xyz = np.stack([r * np.cos(el) * np.cos(az), r * np.cos(el) * np.sin(az), r * np.sin(el)], -1).reshape(-1, 3)
+    pts = np.column_stack([xyz, rng.uniform(0, 255, len(xyz))]).astype(np.float32)
+    ring = np.repeat(np.arange(beams, dtype=np.uint8), steps)
+    return pts, ring, f"synthetic HDL-32E-like sweep, seed {seed}"
+
+
+def bench_range(repeats: int = 15, warmup: int = 3, synthetic: bool = False, quick: bool = False,
+                seed: int = 0) -> dict:
+    """Time :func:`bevlib.range_view.project_to_range` against the sort-and-assign reference.
+
+    Args:
+        repeats: timed runs per method and row mode (median reported; use >= 10).
+        warmup: untimed runs first.
+        synthetic: use the synthetic sweep even where the real keyframe is present.
+        quick: only recorded in the config (the CLI's ``--quick`` lowers ``repeats``).
+    Returns: the result dict (see :func:`main` for the keys).
+    Raises: ValueError for ``repeats < 1`` or ``warmup < 0``.
+    """
+    from dataclasses import replace
+
+    from .range_view import RangeProjection, _reference_project, project_to_range
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    pts, ring, source = _range_input(synthetic, seed)
+    # Both methods allocate ~MB images per call; without reuse each call pays fresh page faults.
+    reused = reuse_large_allocations()
+    load_start = _load()
+    methods = {"vectorised": project_to_range, "reference": _reference_project}
+    rows = []
+    for mode in ("ring", "elevation"):
+        cfg = replace(RangeProjection(), row=mode)
+        outs = {}
+        for name, fn in methods.items():
+            for _ in range(warmup):
+                fn(pts, ring, cfg)
+            outs[name] = fn(pts, ring, cfg)
+        samples = {name: [] for name in methods}
+        names = list(methods)
+        for i in range(repeats):
+            for name in names[i % 2:] + names[:i % 2]:
+                t0 = time.perf_counter()
+                methods[name](pts, ring, cfg)
+                samples[name].append(time.perf_counter() - t0)
+        a, b = outs["vectorised"], outs["reference"]
+        equal = all(np.array_equal(getattr(a, f), getattr(b, f)) and getattr(a, f).dtype == getattr(b, f).dtype
+                    for f in ("image", "mask", "owner", "u", "v", "kept")) and a.row == b.row
+        row = {"row": mode, "vectorised_ms": _median_ms(samples["vectorised"]),
+               "reference_ms": _median_ms(samples["reference"]),
+               "vectorised_min_ms": round(1e3 * min(samples["vectorised"]), 3),
+               "reference_min_ms": round(1e3 * min(samples["reference"]), 3),
+               "speedup_paired": round(statistics.median(r / v for r, v in zip(samples["reference"],
+                                                                                 samples["vectorised"])), 2),
+               "outputs_identical": bool(equal),
+               "kept_share": round(float(a.kept.mean()), 4), "occupied_share": round(float(a.mask.mean()), 4)}
+        row["speedup"] = round(row["reference_ms"] / row["vectorised_ms"], 2)
+        row["meets_target"] = bool(equal and row["speedup_paired"] >= TARGET_RANGE_SPEEDUP)
+        rows.append(row)
+    return {
+        "benchmark": "range", "schema_version": SCHEMA_VERSION,
+        "config": {"points": int(len(pts)), "source": source, "H": 32, "W": 2048, "repeats": repeats,
+                   "warmup": warmup, "quick": quick, "reuse_large_allocations": reused,
+                   "statistic": "median over repeats, ms; methods timed round-robin (alternating order) in one "
+                                "process; the target is judged on speedup_paired, the median of per-repeat "
+                                "reference/vectorised ratios"},
+        "environment": {"numpy": np.__version__, "python": platform.python_version(),
+                        "platform": platform.platform(), "cpu_count": os.cpu_count(),
+                        "load_average_1min": {"start": load_start, "end": _load()}},
+        "targets": {"speedup_min": TARGET_RANGE_SPEEDUP, "outputs_identical": True},
+        "results": rows,
+        "summary": {"min_speedup_paired": min(r["speedup_paired"] for r in rows),
+                    "all_outputs_identical": all(r["outputs_identical"] for r in rows),
+                    "meets_target": all(r["meets_target"] for r in rows)},
+    }
+
+
+def format_range_table(result: dict) -> str:
+    """The range benchmark as a fixed-width text table."""
+    cfg = result["config"]
+    lines = [f"range benchmark: {cfg['points']} points ({cfg['source']}) -> {cfg['H']}x{cfg['W']}, "
+             f"median of {cfg['repeats']} (ms)",
+             f"{'row':>10} {'vectorised':>11} {'reference':>10} {'speedup':>8} {'paired':>7} {'identical':>10}"]
+    lines.append("-" * len(lines[-1]))
+    for r in result["results"]:
+        lines.append(f"{r['row']:>10} {r['vectorised_ms']:>11.3f} {r['reference_ms']:>10.3f} {r['speedup']:>8.2f} "
+                     f"{r['speedup_paired']:>7.2f} {str(r['outputs_identical']):>10}")
+    s = result["summary"]
+    lines.append(f"targets: >= {result['targets']['speedup_min']} x faster, identical -> min (paired) "
+                 f"{s['min_speedup_paired']:.2f}, identical {s['all_outputs_identical']} "
+                 f"({'met' if s['meets_target'] else 'NOT met'})")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     """CLI: ``python -m bevlib.bench render [--repeats N] [--out PATH] [--quick] [--batch B]``.
 
@@ -356,7 +487,22 @@ def main(argv=None) -> int:
     r.add_argument("--quick", action="store_true",
                    help=f"small images ({QUICK_IMAGE_HW[0]}x{QUICK_IMAGE_HW[1]}) and few repeats, for tests")
     r.add_argument("--no-pytorch3d", action="store_true", help="skip the PyTorch3D backend")
+    g = sub.add_parser("range", help="LiDAR range projection: vectorised vs sort-and-assign reference")
+    g.add_argument("--repeats", type=int, default=None, help="timed runs per row mode (default 15; 10 with --quick)")
+    g.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3; 1 with --quick)")
+    g.add_argument("--synthetic", action="store_true", help="a synthetic 34,688-point sweep, not the real one")
+    g.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/range.json)")
+    g.add_argument("--quick", action="store_true", help="fewer repeats, for tests")
     a = ap.parse_args(argv)
+    if a.what == "range":
+        result = bench_range(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
+                             warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),
+                             synthetic=a.synthetic, quick=a.quick)
+        out = Path(a.out) if a.out else outputs_dir("bench", "range.json")
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        print(format_range_table(result))
+        print(f"wrote {out}")
+        return 0
     repeats = a.repeats if a.repeats is not None else (3 if a.quick else 15)
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 3)
     result = bench_render(repeats=repeats, warmup=warmup, batch=a.batch, threads=a.threads,

@@ -80,3 +80,22 @@ def test_batched_render_equals_both_floors():
         assert r["analytic_equals_floor"] and r["analytic_equals_flat_floor"]
         if r["pass"] == "forward+backward":
             assert r["analytic_grad_max_abs_diff_floor"] < 1e-4 and r["analytic_grad_max_abs_diff_flat_floor"] < 1e-4
+
+
+def test_range_bench_is_identical_to_the_reference_and_writes_json(tmp_path):
+    # The range projection case (python -m bevlib.bench range): in-process, a synthetic 34,688-point
+    # sweep, few repeats. Speed is reported, not asserted (noisy on shared machines).
+    from bevlib.bench import bench_range, format_range_table, main
+
+    res = bench_range(repeats=2, warmup=0, synthetic=True)
+    assert res["benchmark"] == "range" and res["config"]["points"] == 34688
+    assert [r["row"] for r in res["results"]] == ["ring", "elevation"]
+    for r in res["results"]:
+        assert r["outputs_identical"] is True and r["vectorised_ms"] > 0 and r["reference_ms"] > 0
+        assert r["speedup"] == pytest.approx(r["reference_ms"] / r["vectorised_ms"], rel=0.02)
+    assert res["summary"]["all_outputs_identical"] is True and "identical" in format_range_table(res)
+    with pytest.raises(ValueError, match="repeats"):
+        bench_range(repeats=0)
+    out = tmp_path / "range.json"
+    assert main(["range", "--synthetic", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["results"][0]["outputs_identical"] is True
