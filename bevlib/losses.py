@@ -3,8 +3,13 @@
 busch2026: Eq. 1 (pixel cross-entropy of the rendered prediction against camera-view
 pseudo-labels) and Alg. 1 (temporal loss); the supervised BEV cross-entropy of BEVFormer's
 segmentation head is used for the baseline and for fine-tuning.
+
+lukkassen2024 (MultiViT, after RangeViT): L = L_Lovasz + lambda * L_focal, from the multi-class
+focal loss (Lin et al., ICCV 2017) and the Lovasz-softmax loss (Berman et al., CVPR 2018).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,3 +110,137 @@ def busch2026_alg1_temporal_loss(head, X: torch.Tensor, curr_T_prev: torch.Tenso
     K_prev, T_prev = torch.as_tensor(K)[sel], torch.as_tensor(ego_T_cam)[sel]
     pred_prev = render_bev(head(X_prev), K_prev, T_prev, image_hw, grid, backend)[0]
     return loss_t, busch2026_eq1_reprojection_ce(pred_prev, gt_cp_prev[sel], ignore_index)
+
+
+def _check_seg_shapes(logits: torch.Tensor, target: torch.Tensor, name: str) -> None:
+    if logits.dim() < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(f"{name}: logits (B, C, ...) {tuple(logits.shape)} and target (B, ...) "
+                         f"{tuple(target.shape)} do not match")
+
+
+def multiclass_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+                          alpha: float | Sequence[float] | torch.Tensor | None = None,
+                          ignore_index: int = IGNORE) -> torch.Tensor:
+    """Multi-class focal loss (Lin et al., ICCV 2017, Eq. 5 in its softmax form), as lukkassen2024 uses it.
+
+        FL(p_t) = - alpha_t (1 - p_t)^gamma log(p_t),   p_t = softmax(logits)[target]
+
+    Reduction: the plain mean over the non-ignored elements (the alpha weights do not enter the
+    denominator, unlike ``F.cross_entropy(weight=...)``); 0 (with a graph) when every element is
+    ignored. With ``gamma=0`` and ``alpha=None`` it equals ``F.cross_entropy``.
+
+    Args:
+        logits: (B, C, ...) float, unnormalised class scores.
+        target: (B, ...) integer class indices in [0, C) or ``ignore_index``.
+        gamma: focusing parameter (>= 0; 2 in Lin et al.).
+        alpha: None (alpha_t = 1), a scalar applied to every class, or (C,) per-class weights.
+        ignore_index: label value left out of the loss and the count (default 255).
+    Returns: scalar tensor in the logits' dtype.
+    Raises: ValueError on mismatched shapes or an alpha of the wrong length.
+    """
+    _check_seg_shapes(logits, target, "multiclass_focal_loss")
+    C = logits.shape[1]
+    target = target.long()
+    valid = target != ignore_index
+    # gather needs a valid index everywhere; ignored elements are masked out afterwards
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    logp_t = F.log_softmax(logits, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    # (1 - p_t) from log-probs: exp of a log-softmax stays in [0, 1] without a separate softmax
+    loss = -(1.0 - logp_t.exp()).clamp_min(0).pow(gamma) * logp_t if gamma != 0 else -logp_t
+    if alpha is not None:
+        a = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
+        if a.dim() == 0:
+            loss = loss * a
+        elif a.shape != (C,):
+            raise ValueError(f"alpha must be a scalar or ({C},), got {tuple(a.shape)}")
+        else:
+            loss = loss * a[safe]
+    n = valid.sum()
+    return torch.where(valid, loss, loss.new_zeros(())).sum() / n.clamp_min(1)
+
+
+def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, classes: str | Sequence[int] = "present",
+                   ignore_index: int = IGNORE, from_logits: bool = True) -> torch.Tensor:
+    """Lovasz-softmax loss (Berman, Rannen Triki & Blaschko, CVPR 2018, Eq. 8-9 and Alg. 1).
+
+    For each class c, with m_i(c) = |[y_i = c] - p_i(c)| over the P labelled pixels of the whole
+    batch (the reference's ``per_image=False``) and pi the order of decreasing m(c):
+
+        loss_c = sum_k m_pi_k(c) * g_k(c),  g_k = Delta_Jc({pi_1..pi_k}) - Delta_Jc({pi_1..pi_k-1})
+        Delta_Jc(S) = |S| / |{y = c} u S|   (the Jaccard loss when S are the errors)
+
+    i.e. the Lovasz extension of the Jaccard loss evaluated at the error vector, and the loss is
+    the mean of loss_c over the selected classes. All classes are sorted at once, and the
+    Jaccard terms come from per-class cumulative sums (no loop over classes).
+
+    Args:
+        logits: (B, C, ...) float; class scores (softmax taken here) or, with
+            ``from_logits=False``, class probabilities (the reference implementation's input).
+        target: (B, ...) integer class indices in [0, C) or ``ignore_index``.
+        classes: "present" (classes occurring in the labelled target of the batch; the
+            reference's default), "all" (an absent class contributes its largest probability),
+            or a sequence of class indices.
+        ignore_index: label value left out (default 255).
+        from_logits: apply the softmax over dim 1 first.
+    Returns: scalar tensor; 0 (with a graph) when no pixel is labelled or no class is selected.
+    Raises: ValueError on mismatched shapes or an unknown ``classes``.
+    """
+    _check_seg_shapes(logits, target, "lovasz_softmax")
+    C = logits.shape[1]
+    probas = logits.softmax(dim=1) if from_logits else logits
+    probas = probas.movedim(1, -1).reshape(-1, C)
+    labels = target.reshape(-1).long()
+    valid = labels != ignore_index
+    probas, labels = probas[valid], labels[valid]
+    if labels.numel() == 0:
+        return probas.sum() * 0.0
+    # class-major and contiguous, so that the sort and the cumulative sums run along memory
+    fg = (labels.unsqueeze(0) == torch.arange(C, device=labels.device).unsqueeze(1)).to(probas.dtype)  # (C, P)
+    errors = (fg - probas.t().contiguous()).abs()
+    errors_sorted, perm = errors.sort(dim=1, descending=True)
+    fg_sorted = fg.gather(1, perm)
+    gts = fg_sorted.sum(dim=1, keepdim=True)
+    # |{y=c} n not(S_k)| and |{y=c} u S_k| for every prefix S_k; union >= 1 for k >= 1
+    intersection = gts - fg_sorted.cumsum(dim=1)
+    union = gts + (1.0 - fg_sorted).cumsum(dim=1)
+    jaccard = 1.0 - intersection / union
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    per_class = (errors_sorted * grad).sum(dim=1)               # (C,)
+    if isinstance(classes, str):
+        if classes == "present":
+            sel = gts.squeeze(1) > 0
+        elif classes == "all":
+            sel = torch.ones(C, dtype=torch.bool, device=per_class.device)
+        else:
+            raise ValueError(f"classes must be 'present', 'all' or a sequence of indices, got {classes!r}")
+        if not bool(sel.any()):
+            return per_class.sum() * 0.0
+        return per_class[sel].mean()
+    idx = torch.as_tensor(list(classes), dtype=torch.long, device=per_class.device)
+    if idx.numel() == 0:
+        return per_class.sum() * 0.0
+    return per_class[idx].mean()
+
+
+def multivit_segmentation_loss(logits: torch.Tensor, target: torch.Tensor, lambda_focal: float = 1.0,
+                               gamma: float = 2.0, alpha: float | Sequence[float] | torch.Tensor | None = None,
+                               classes: str | Sequence[int] = "present",
+                               ignore_index: int = IGNORE) -> torch.Tensor:
+    """lukkassen2024 Sec. 3.2 "Training loss": L = L_Lovasz + lambda * L_focal.
+
+    lambda_l = 1 for the LiDAR branch (RangeViT, MultiViT.L) and lambda_c = 3 for the camera
+    branch (CameraViT, MultiViT.C); joint training sums the two branch losses
+    (L_total = L_LiDAR + L_camera), which is left to the caller.
+
+    Args:
+        logits: (B, C, ...) float class scores (range image (B, C, H, W) or camera image).
+        target: (B, ...) integer class indices in [0, C) or ``ignore_index``.
+        lambda_focal: lambda (1 LiDAR, 3 camera).
+        gamma, alpha: of :func:`multiclass_focal_loss`.
+        classes: of :func:`lovasz_softmax`.
+        ignore_index: label value left out of both terms (default 255).
+    Returns: scalar tensor.
+    """
+    return (lovasz_softmax(logits, target, classes=classes, ignore_index=ignore_index)
+            + lambda_focal * multiclass_focal_loss(logits, target, gamma=gamma, alpha=alpha,
+                                                   ignore_index=ignore_index))
