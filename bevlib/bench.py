@@ -349,9 +349,9 @@ RANGE_SYNTHETIC_POINTS = 34688
 def _range_input(synthetic: bool, seed: int):
     """(points (N, 4) float32 sensor frame [x, y, z, intensity], ring (N,) uint8, source label)."""
     if not synthetic:
-        from .real_keyframe import default_dataroot
+        from .data.source import real_keyframe_root
 
-        root = default_dataroot()
+        root = real_keyframe_root()
         if (root / "v1.0-mini").is_dir():
             from .data.lidar import load_lidar_sweep
             from .data.nuscenes_data import open_nuscenes

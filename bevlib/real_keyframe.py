@@ -28,12 +28,12 @@ import torch
 from PIL import Image
 
 from .bev import BEVGrid
+from .data.nuscenes_data import CAMERAS
+from .data.source import real_keyframe_root
 from .geometry import invert, project, scale_intrinsics, transform_from
 from .io import atomic_write, atomic_write_text
 from .paths import project_root
 
-#: Camera channels in the 2 x 3 mosaic layout of nuscenes-devkit's ``render_sample``.
-CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")
 #: Height band (metres, ego frame) of "ground" LiDAR returns. The ego origin is on the ground below
 #: the rear axle; on this keyframe the returns within 10 m of the ego have 1st-50th percentile
 #: heights of -0.05 .. 0.01 m, so +-0.15 m keeps the road surface with margin for pitch and
@@ -140,11 +140,6 @@ def _overlay(img: np.ndarray, drivable: np.ndarray, uv_ok: np.ndarray, uv_bad: n
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def default_dataroot() -> Path:
-    """``<project>/../shared/nuscenes-keyframe``: the real keyframe, used in place (never copied)."""
-    return project_root().parent / "shared" / "nuscenes-keyframe"
-
-
 def real_keyframe_check(dataroot=None, out_dir="outputs/real_keyframe", image_wh: tuple[int, int] = (800, 450),
                         grid: BEVGrid = BEVGrid(), sample_token: str | None = None,
                         ground_z_tol: float = GROUND_Z_TOL_M) -> dict:
@@ -160,7 +155,7 @@ def real_keyframe_check(dataroot=None, out_dir="outputs/real_keyframe", image_wh
 
     Args:
         dataroot: nuScenes root holding ``v1.0-mini`` and ``maps/<location>_drivable_area.json``
-            (GeoJSON, global frame); default :func:`default_dataroot`.
+            (GeoJSON, global frame); default :func:`bevlib.data.source.real_keyframe_root`.
         out_dir: where the PNGs and ``agreement.json`` go (created; files written atomically). A
             relative path is taken relative to the project root, so the default
             ``outputs/real_keyframe`` lands in the project's outputs whatever the working directory.
@@ -181,7 +176,7 @@ def real_keyframe_check(dataroot=None, out_dir="outputs/real_keyframe", image_wh
 
     from .render import render_bev
 
-    dataroot = Path(dataroot) if dataroot is not None else default_dataroot()
+    dataroot = Path(dataroot) if dataroot is not None else real_keyframe_root()
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():
         out_dir = project_root() / out_dir
