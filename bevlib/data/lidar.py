@@ -110,7 +110,7 @@ def read_pcd_bin(path: str | Path) -> np.ndarray:
     return np.fromfile(path, dtype=np.float32).reshape(-1, PCD_COLUMNS)
 
 
-def _n_rows(path: Path) -> int:
+def point_count(path: Path) -> int:
     """Number of points of a ``.pcd.bin`` from its size (validated as :func:`read_pcd_bin` does)."""
     if not path.exists() or path.stat().st_size == 0 or path.stat().st_size % (PCD_COLUMNS * 4):
         read_pcd_bin(path)          # raises the missing / truncated error
@@ -159,7 +159,7 @@ def load_lidarseg(nusc, sample_data_token: str, n_points: int | None = None) -> 
     if not path.exists():
         raise DataError(f"lidarseg file {str(path)!r} (of lidar sample_data {sample_data_token}) is missing")
     if n_points is None:
-        n_points = _n_rows(Path(nusc.get_sample_data_path(sample_data_token)))
+        n_points = point_count(Path(nusc.get_sample_data_path(sample_data_token)))
     if path.stat().st_size != n_points:
         raise DataError(f"lidarseg file {str(path)!r} is truncated or does not belong to its sweep: "
                         f"{path.stat().st_size} labels for {n_points} points")
