@@ -16,6 +16,7 @@ from torch import nn
 #: name -> "module:function" of the suite's own models (imported lazily).
 _BUILTIN = {
     "bevformer": "bevlib.models.bevformer:build_bevformer_from_dict",
+    "rangevit": "bevlib.models.rangevit:build_rangevit_from_dict",
 }
 _REGISTERED: dict[str, Callable[[dict], nn.Module]] = {}
 
