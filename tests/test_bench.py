@@ -99,3 +99,85 @@ def test_range_bench_is_identical_to_the_reference_and_writes_json(tmp_path):
     out = tmp_path / "range.json"
     assert main(["range", "--synthetic", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["outputs_identical"] is True
+
+
+def test_lovasz_bench_matches_the_reference_and_writes_json(tmp_path):
+    # python -m bevlib.bench lovasz at a tiny size: the vectorised loss and Berman et al.'s
+    # per-class loop agree (value and gradient) and the JSON has its keys. Speed not asserted.
+    from bevlib.bench import (TARGET_LOVASZ_SPEEDUP, _reference_lovasz_softmax, bench_lovasz,
+                              format_lovasz_table, main)
+    from bevlib.losses import lovasz_softmax
+
+    res = bench_lovasz(repeats=2, warmup=0, batch=2, hw=(8, 32), classes=5, threads=1)
+    assert res["benchmark"] == "lovasz" and res["schema_version"] == 1
+    cfg = res["config"]
+    assert cfg["batch"] == 2 and cfg["hw"] == [8, 32] and cfg["classes"] == 5 and cfg["threads"] == 1
+    assert cfg["ignore_index"] == 255 and cfg["pass"] == "forward+backward"
+    assert res["environment"]["torch_threads"] == 1
+    assert res["targets"] == {"speedup_min": TARGET_LOVASZ_SPEEDUP, "max_abs_diff": 1e-5}
+    (r,) = res["results"]
+    assert r["library_ms"] > 0 and r["reference_ms"] > 0 and r["speedup_paired"] > 0
+    assert r["speedup"] == pytest.approx(r["reference_ms"] / r["library_ms"], rel=0.02)
+    assert r["loss_max_abs_diff"] <= 1e-5 and r["grad_max_abs_diff"] <= 1e-5 and r["within_tolerance"] is True
+    assert 0 < r["labelled_pixels"] < 2 * 8 * 32 and r["present_classes"] == 5
+    assert res["summary"]["meets_target"] == r["meets_target"] and "lovasz" in format_lovasz_table(res)
+    # the reference skips absent classes, as the library's classes="present"
+    logits = torch.randn(1, 4, 3, 5)
+    target = torch.randint(0, 2, (1, 3, 5))
+    target[0, 0, 0] = 255
+    assert float(_reference_lovasz_softmax(logits, target, 255)) == pytest.approx(
+        float(lovasz_softmax(logits, target)), abs=1e-6)
+    with pytest.raises(ValueError, match="repeats"):
+        bench_lovasz(repeats=0)
+    out = tmp_path / "lovasz.json"
+    assert main(["lovasz", "--batch", "1", "--hw", "8", "16", "--classes", "3", "--repeats", "1",
+                 "--warmup", "0", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["benchmark"] == "lovasz" and saved["results"][0]["within_tolerance"] is True
+
+
+TINY_RANGEVIT = {"image_size": [8, 32], "stem_channels": 16, "stem_base_channels": 8, "embed_dim": 32,
+                 "depth": 1, "heads": 2, "decoder_channels": 16}
+
+
+def test_rangevit_bench_schema_tiny(tmp_path):
+    # python -m bevlib.bench rangevit with a tiny model: one step timed, FLOPs counted, share of
+    # the (small) mm peak reported. Values are machine-dependent: only their consistency is checked.
+    from bevlib.bench import _rangevit_input, bench_rangevit, format_rangevit_table, main
+
+    image, pts, u, v = _rangevit_input(8, 32, 200, seed=0)
+    assert image.shape == (1, 5, 8, 32) and pts.shape[1] == 3 and 150 < len(pts) < 250
+    assert int(u.min()) >= 0 and int(u.max()) < 32 and int(v.min()) >= 0 and int(v.max()) < 8
+    res = bench_rangevit(steps=1, warmup=0, threads=1, model_cfg=TINY_RANGEVIT, points=200, peak_n=128)
+    assert res["benchmark"] == "rangevit" and res["schema_version"] == 1
+    cfg = res["config"]
+    assert cfg["model"]["embed_dim"] == 32 and cfg["image_hw"] == [8, 32] and cfg["threads"] == 1
+    assert cfg["steps"] == 1 and cfg["peak_mm_n"] == 128 and cfg["points"] == len(pts)
+    (r,) = res["results"]
+    assert r["step_ms"] > 0 and r["flops_per_step"] > 0 and r["peak_mm_gflops_s"] > 0
+    assert r["flops_by_module"]["Global"] == r["flops_per_step"]
+    assert sum(r["flops_by_op"].values()) == r["flops_per_step"]
+    assert r["share_of_peak"] == pytest.approx(r["flops_per_step"] / (r["step_ms"] / 1e3)
+                                               / (r["peak_mm_gflops_s"] * 1e9), rel=0.05)
+    assert r["share_of_peak_fastest_step"] >= r["share_of_peak"] > 0
+    assert res["summary"]["share_of_peak"] == r["share_of_peak"] and "GFLOP" in format_rangevit_table(res)
+    with pytest.raises(ValueError, match="steps"):
+        bench_rangevit(steps=0)
+    out = tmp_path / "rangevit.json"
+    assert main(["rangevit", "--steps", "1", "--warmup", "0", "--threads", "1", "--points", "100",
+                 "--model-config", json.dumps(TINY_RANGEVIT), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["results"][0]["flops_per_step"] > 0
+
+
+@pytest.mark.slow   # the paper-size RangeViT on CPU: ~2 s a step, ~15 s in all
+def test_rangevit_bench_quick_at_paper_sizes(tmp_path):
+    out = tmp_path / "rangevit.json"
+    r = subprocess.run([sys.executable, "-m", "bevlib.bench", "rangevit", "--quick", "--steps", "1",
+                        "--warmup", "0", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    m = res["config"]["model"]
+    assert (m["stem_channels"], m["embed_dim"], m["depth"], m["heads"]) == (256, 384, 12, 6)
+    assert res["config"]["image_hw"] == [32, 384] and 5500 < res["config"]["points"] < 7500
+    assert res["config"]["quick"] is True and 0 < res["results"][0]["share_of_peak"]
+    assert "share" in r.stdout
