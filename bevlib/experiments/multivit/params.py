@@ -54,6 +54,7 @@ class RangeViTParams(WorldParams):
     lr: float = 2e-3                        # paper: 8e-3 (scratch), 4e-3 (In21k)
     min_lr_ratio: float = 1e-3              # paper: cosine to 0 (the trainer needs > 0)
     schedule: str = "warmup_cosine"
+    dip_window_epochs: int = 0              # training-dip guard window in epochs (0: off; paper preset: 2)
     seed: int = 0
     output_dir: str | None = None           # None: <project>/outputs/multivit_rangevit
     runs_dir: str | None = None             # None: <project>/outputs/runs/multivit
@@ -61,6 +62,9 @@ class RangeViTParams(WorldParams):
 
     def __post_init__(self):
         super().__post_init__()
+        if not isinstance(self.dip_window_epochs, int) or self.dip_window_epochs < 0:
+            raise ParameterError(f"parameter 'dip_window_epochs' must be a non-negative integer, "
+                                 f"got {self.dip_window_epochs!r}")
         v = self.range_hw
         if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
             raise ParameterError(f"parameter 'range_hw' must be two positive integers (H, W), got {v!r}")

@@ -58,7 +58,10 @@ def train_config(p: RangeViTParams, steps_per_epoch: int) -> TrainConfig:
     the trainer's warmup_cosine, instead of the paper's 0)."""
     return TrainConfig(epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, optimizer="adamw", betas=(0.9, 0.999),
                        weight_decay=0.01, schedule=p.schedule, warmup_steps=p.warmup_epochs * steps_per_epoch,
-                       min_lr_ratio=p.min_lr_ratio, seed=p.seed, device="auto")
+                       min_lr_ratio=p.min_lr_ratio, seed=p.seed, device="auto",
+                       # lukkassen2024's "training dip": a loss trend over this window rolls back to the
+                       # epoch checkpoint before it (the 3 newest are kept) with a new data order
+                       dip_window=p.dip_window_epochs * steps_per_epoch)
 
 
 def run_rangevit(exp_or_params, name: str = "rangevit") -> Path:
