@@ -56,29 +56,6 @@ def _direct_lovasz(probas, target, classes="present", ignore_index=IGNORE):
     return sum(losses) / len(losses)
 
 
-def _lovasz_per_class_loop(probas, target, classes="present", ignore_index=IGNORE):
-    """Per-class-loop Lovasz-softmax (the reference implementation's structure): the timing
-    baseline for the vectorised library version."""
-    C = probas.shape[1]
-    flat = probas.movedim(1, -1).reshape(-1, C)
-    labels = target.reshape(-1)
-    valid = labels != ignore_index
-    flat, labels = flat[valid], labels[valid]
-    losses = []
-    for c in range(C):
-        fg = (labels == c).to(flat.dtype)
-        if classes == "present" and fg.sum() == 0:
-            continue
-        errors = (fg - flat[:, c]).abs()
-        errors_sorted, perm = errors.sort(descending=True)
-        fg_sorted = fg[perm]
-        gts = fg_sorted.sum()
-        jac = 1.0 - (gts - fg_sorted.cumsum(0)) / (gts + (1.0 - fg_sorted).cumsum(0))
-        grad = torch.cat([jac[:1], jac[1:] - jac[:-1]])
-        losses.append(torch.dot(errors_sorted, grad))
-    return torch.stack(losses).mean()
-
-
 def _inputs(seed=0, B=2, C=4, H=3, W=5, absent=(2,), n_ignore=4):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(B, C, H, W, generator=g, dtype=torch.float64) * 2
@@ -191,14 +168,6 @@ def test_lovasz_one_class_one_pixel():
     # P = 1: g = [Delta_J({0})] = 1 (the pixel is its own class' whole union) -> loss = 1 - p_y
     probas = torch.tensor([0.7, 0.3], dtype=torch.float64).view(1, 2, 1)
     assert lovasz_softmax(probas, torch.tensor([[0]]), from_logits=False).item() == pytest.approx(0.3)
-
-
-def test_per_class_loop_timing_baseline_agrees():
-    logits, target = _inputs(seed=7, B=2, C=6, H=4, W=16, absent=(1, 4))
-    for classes in ("present", "all"):
-        a = lovasz_softmax(logits, target, classes=classes)
-        b = _lovasz_per_class_loop(logits.softmax(1), target, classes=classes)
-        assert a.item() == pytest.approx(b.item(), abs=1e-12)
 
 
 # ---------------------------------------------------------------- the paper's sum
