@@ -85,6 +85,7 @@ class DipGuard:
         return None
 
     def clear(self) -> None:
+        """Forget the window (after a rollback the losses before it no longer describe the run)."""
         self.losses.clear()
 
 

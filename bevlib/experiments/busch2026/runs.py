@@ -157,4 +157,6 @@ def run_table1(exp: Experiment) -> dict:
 
 
 def seed_runs(runs_of_row) -> list:
+    """The run directories of one Table I row, one per training seed (a single directory, as older
+    callers pass it, becomes a one-element list)."""
     return list(runs_of_row) if isinstance(runs_of_row, (list, tuple)) else [runs_of_row]
