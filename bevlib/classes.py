@@ -230,6 +230,12 @@ NUSCENES_LIDARSEG_16 = LabelSet("nuscenes_lidarseg_16", LIDARSEG_16_CLASSES, LID
                                 ignore_index=0, mean_classes=tuple(range(1, 17)))
 
 
+#: MultiViT's camera pseudo-labels (lukkassen2024 Sec. 3.1): background + the 10 box classes, which
+#: keep their lidarseg-16 indices 1..10 (so camera and LiDAR class means pair up by index, Table 5);
+#: box pixels too little inside the image are :data:`IGNORE`. The mean counts all 11 classes.
+MULTIVIT_CAMERA = LabelSet("multivit_camera", ("background",) + LIDARSEG_16_CLASSES[1:11],
+                           ((40, 40, 40),) + LIDARSEG_16_COLORS[1:11], IGNORE, background=0)
+
 def as_label_set(labels: LabelSet | int | Sequence[str], ignore_index: int = IGNORE) -> LabelSet:
     """A :class:`LabelSet` from a label set (returned as is), a class count K (classes ``"0"``..,
     grey colours, every class in the mean) or a sequence of names.

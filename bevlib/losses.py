@@ -5,7 +5,8 @@ pseudo-labels) and Alg. 1 (temporal loss); the supervised BEV cross-entropy of B
 segmentation head is used for the baseline and for fine-tuning.
 
 lukkassen2024 (MultiViT, after RangeViT): L = L_Lovasz + lambda * L_focal, from the multi-class
-focal loss (Lin et al., ICCV 2017) and the Lovasz-softmax loss (Berman et al., CVPR 2018).
+focal loss (Lin et al., ICCV 2017) and the Lovasz-softmax loss (Berman et al., CVPR 2018); Sec. 4.5's
+camera-LiDAR contrastive loss on per-class mean features (after Khosla et al., NeurIPS 2020).
 """
 from __future__ import annotations
 
@@ -244,3 +245,91 @@ def multivit_segmentation_loss(logits: torch.Tensor, target: torch.Tensor, lambd
     return (lovasz_softmax(logits, target, classes=classes, ignore_index=ignore_index)
             + lambda_focal * multiclass_focal_loss(logits, target, gamma=gamma, alpha=alpha,
                                                    ignore_index=ignore_index))
+
+
+def _class_means(feats: torch.Tensor, labels: torch.Tensor, cls: torch.Tensor, ignore_index: int | None):
+    """(K, C) per-class mean of ``feats`` over the rows labelled ``cls[k]`` (float32, float64 for
+    float64 features) and (K,) counts."""
+    y = labels.long()
+    keep = torch.isin(y, cls)
+    if ignore_index is not None:
+        keep &= y != ignore_index
+    pos = torch.searchsorted(cls, y[keep])
+    # at least float32 sums: a class mean over ~10^6 half-precision pixel features would lose digits
+    dtype = torch.promote_types(feats.dtype, torch.float32)
+    sums = feats.new_zeros((cls.numel(), feats.shape[1]), dtype=dtype).index_add(0, pos, feats[keep].to(dtype))
+    counts = torch.bincount(pos, minlength=cls.numel())
+    return sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype), counts
+
+
+def multivit_contrastive_loss(cam_feats: torch.Tensor, cam_labels: torch.Tensor, lidar_feats: torch.Tensor,
+                              lidar_labels: torch.Tensor, mode: str = "pull_push", temperature: float = 0.1,
+                              classes: Sequence[int] = range(1, 11), ignore_index: int | None = IGNORE) -> torch.Tensor:
+    """lukkassen2024 Sec. 4.5: contrastive loss between the camera and LiDAR per-class mean features.
+
+    "We first calculate the average feature for each camera and LiDAR class within each mini-batch.
+    LiDAR and camera features from matching classes are treated as positive pairs, while features
+    from different classes serve as negative pairs" (supervised contrastive loss, Khosla et al. 2020,
+    Eq. 2 "L^sup_out"), on the decoder features (Fig. 6). With c_k, l_k the L2-normalised batch means
+    of class k of the camera and LiDAR features, over the P classes of ``classes`` present in *both*
+    modalities, and the 2P anchors a in {c_1..c_P, l_1..l_P}:
+
+    * ``"pull_push"``: each anchor's one positive is the other modality's mean of its class and
+      the denominator runs over every other anchor (both modalities, all classes, not itself):
+
+          L = 1 / 2P  sum_i  -log( exp(a_i . a_p(i) / tau) / sum_{j != i} exp(a_i . a_j / tau) )
+
+      (SupCon with one positive per anchor, i.e. NT-Xent over class means; P = 1 gives 0).
+    * ``"pull"``: positives only. Without negatives SupCon's ratio is undefined (its denominator
+      would hold only the positive, so the loss would be identically 0); our choice is the mean
+      cosine distance of the positive pairs, L = 1 / P sum_k (1 - c_k . l_k) (the paper does not
+      give its form).
+
+    Args:
+        cam_feats: (Nc, C) float camera features (e.g. decoder pixel features, flattened).
+        cam_labels: (Nc,) int64 class of each camera feature (indices of
+            :data:`~bevlib.classes.MULTIVIT_CAMERA`: 0 background, 1..10 objects, 255 ignore).
+        lidar_feats: (Nl, C) float LiDAR features (e.g. the decoder features of each point's pixel).
+        lidar_labels: (Nl,) int64 class of each LiDAR feature (indices of
+            :data:`~bevlib.classes.NUSCENES_LIDARSEG_16`; objects 1..10 match the camera's).
+        mode: ``"pull"`` or ``"pull_push"``.
+        temperature: tau > 0 (SupCon's; 0.1 in Khosla et al.; the paper does not give its value).
+        classes: class indices that take part (default 1..10, the 10 object classes that both
+            label sets share; background classes have no counterpart in the camera labels).
+        ignore_index: label value skipped in both modalities (None: none); must not be in ``classes``.
+    Returns: scalar tensor, float32 (float64 for float64 features); a zero that keeps the graph
+        (``sum * 0``) when no class of ``classes`` is present in both modalities.
+    Raises: ValueError naming the bad argument (shapes, feature widths, mode, temperature, empty
+        ``classes`` or ``ignore_index`` among them).
+    """
+    if cam_feats.dim() != 2 or lidar_feats.dim() != 2 or cam_feats.shape[1] != lidar_feats.shape[1]:
+        raise ValueError(f"cam_feats {tuple(cam_feats.shape)} and lidar_feats {tuple(lidar_feats.shape)} must be "
+                         "(N, C) with the same C")
+    if cam_labels.shape != cam_feats.shape[:1]:
+        raise ValueError(f"cam_labels {tuple(cam_labels.shape)} must be ({cam_feats.shape[0]},)")
+    if lidar_labels.shape != lidar_feats.shape[:1]:
+        raise ValueError(f"lidar_labels {tuple(lidar_labels.shape)} must be ({lidar_feats.shape[0]},)")
+    if mode not in ("pull", "pull_push"):
+        raise ValueError(f"mode must be 'pull' or 'pull_push', got {mode!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    cls = torch.as_tensor(sorted({int(c) for c in classes}), dtype=torch.long, device=cam_feats.device)
+    if cls.numel() == 0:
+        raise ValueError("classes is empty")
+    if ignore_index is not None and bool((cls == ignore_index).any()):
+        raise ValueError(f"ignore_index {ignore_index} is one of the classes {cls.tolist()}")
+    mc, nc = _class_means(cam_feats, cam_labels.to(cls.device), cls, ignore_index)
+    ml, nl = _class_means(lidar_feats, lidar_labels.to(cls.device), cls, ignore_index)
+    shared = (nc > 0) & (nl > 0)
+    P = int(shared.sum())
+    if P == 0:
+        return (cam_feats.sum() + lidar_feats.sum()).to(mc.dtype) * 0.0
+    c, l = F.normalize(mc[shared], dim=1), F.normalize(ml[shared], dim=1)
+    if mode == "pull":
+        return (1.0 - (c * l).sum(1)).mean()
+    z = torch.cat([c, l])                                           # (2P, C) anchors
+    sim = z @ z.t() / temperature
+    eye = torch.eye(2 * P, dtype=torch.bool, device=z.device)
+    denom = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1)
+    positive = torch.arange(2 * P, device=z.device).roll(P)         # anchor i <-> other modality, same class
+    return (denom - sim[torch.arange(2 * P, device=z.device), positive]).mean()

@@ -15,6 +15,7 @@ Written from the papers and from reading RangeViT's code (valeoai/rangevit, ``mo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,31 @@ from torch import nn
 from .kpconv import KPConv
 
 __all__ = ["RangeViTConfig", "RangeViT", "build_rangevit", "build_rangevit_from_dict",
-           "resize_pos_embed", "pixel_shuffle_2d"]
+           "resize_pos_embed", "pixel_shuffle_2d", "BackboneConfig"]
+
+
+class BackboneConfig(Protocol):
+    """The fields :class:`ConvStem`, :class:`TokenViTEncoder` and :class:`UpConvDecoder` read, so
+    that RangeViT (:class:`RangeViTConfig`) and CameraViT (:class:`bevlib.models.multivit.
+    CameraViTConfig`) build the same stem / encoder / decoder classes (lukkassen2024 Sec. 3.2.1:
+    "the convolutional stem, the ViT, and the decoder are kept exactly the same").
+    Meanings as in :class:`RangeViTConfig`."""
+
+    in_channels: int
+    stem_channels: int
+    stem_base_channels: int
+    patch: tuple[int, int]
+    image_size: tuple[int, int]
+    embed_dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    decoder_channels: int
+    vit_weights: str | None
+    dropout: float
+
+    @property
+    def token_grid(self) -> tuple[int, int]: ...
 
 
 @dataclass
@@ -75,19 +100,28 @@ class RangeViTConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        self.patch = tuple(int(p) for p in self.patch)
-        self.image_size = tuple(int(s) for s in self.image_size)
-        if len(self.patch) != 2 or min(self.patch) < 1:
-            raise ValueError(f"patch must be two positive ints, got {self.patch}")
-        if len(self.image_size) != 2 or any(s % p for s, p in zip(self.image_size, self.patch)):
-            raise ValueError(f"image_size {self.image_size} must be divisible by patch {self.patch}")
-        if self.embed_dim % self.heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by heads ({self.heads})")
+        check_backbone_config(self)
 
     @property
     def token_grid(self) -> tuple[int, int]:
         """(H / P_H, W / P_W) of a training crop."""
         return self.image_size[0] // self.patch[0], self.image_size[1] // self.patch[1]
+
+
+def check_backbone_config(cfg) -> None:
+    """Normalise and check the stem / ViT fields shared by RangeViT and CameraViT configs in place:
+    ``patch`` and ``image_size`` become int pairs.
+
+    Raises: ValueError for a patch that is not two positive ints, an image size not divisible by
+        the patch, or ``embed_dim`` not divisible by ``heads``."""
+    cfg.patch = tuple(int(p) for p in cfg.patch)
+    cfg.image_size = tuple(int(s) for s in cfg.image_size)
+    if len(cfg.patch) != 2 or min(cfg.patch) < 1:
+        raise ValueError(f"patch must be two positive ints, got {cfg.patch}")
+    if len(cfg.image_size) != 2 or any(s % p for s, p in zip(cfg.image_size, cfg.patch)):
+        raise ValueError(f"image_size {cfg.image_size} must be divisible by patch {cfg.patch}")
+    if cfg.embed_dim % cfg.heads:
+        raise ValueError(f"embed_dim ({cfg.embed_dim}) must be divisible by heads ({cfg.heads})")
 
 
 # ---------------------------------------------------------------------------------------- stem
@@ -149,7 +183,7 @@ class ConvStem(nn.Module):
     forward: (B, C_in, H, W) -> (tokens (B, D, H / P_H, W / P_W), stem features (B, D_h, H, W)).
     """
 
-    def __init__(self, cfg: RangeViTConfig):
+    def __init__(self, cfg: BackboneConfig):
         super().__init__()
         b = cfg.stem_base_channels
         self.blocks = nn.Sequential(ResContextBlock(cfg.in_channels, b), ResContextBlock(b, b),
@@ -219,7 +253,7 @@ class TokenViTEncoder(nn.Module):
     forward: (B, D, gh, gw) tokens -> (B, D, gh, gw) encoded tokens ([CLS] dropped, as RangeViT).
     """
 
-    def __init__(self, cfg: RangeViTConfig):
+    def __init__(self, cfg: BackboneConfig):
         super().__init__()
         from transformers import ViTConfig, ViTModel
 
@@ -287,7 +321,7 @@ class UpConvDecoder(nn.Module):
     forward: (tokens (B, D, gh, gw), skip (B, D_h, H, W)) -> (B, decoder_channels, H, W).
     """
 
-    def __init__(self, cfg: RangeViTConfig):
+    def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.patch = cfg.patch
         dh, dc = cfg.stem_channels, cfg.decoder_channels
@@ -350,14 +384,17 @@ class RangeViT(nn.Module):
         self.pixel_head = nn.Conv2d(cfg.decoder_channels, cfg.num_classes, 1)
         self.refiner = KPRefiner(cfg)
 
-    def features_2d(self, range_image: torch.Tensor) -> torch.Tensor:
+    def features_2d(self, range_image: torch.Tensor, return_tokens: bool = False):
         """Stem -> ViT -> decoder.
 
         Args:
             range_image: (B, in_channels, H, W) float, channels range (m), intensity, x, y, z (m)
                 (:func:`bevlib.range_view.project_to_range`'s ``image``, normalised as the caller
                 likes); H, W divisible by the patch (RangeViT pads; we require it).
-        Returns: (B, decoder_channels, H, W) float.
+            return_tokens: also return the ViT encoder output (lukkassen2024 Table 5 / Fig. 8
+                analyse the shared feature space there).
+        Returns: (B, decoder_channels, H, W) float; with ``return_tokens`` the pair (that, encoder
+            tokens (B, embed_dim, H / P_H, W / P_W)).
         Raises: ValueError for a wrong channel count or a size not divisible by the patch.
         """
         b, c, h, w = range_image.shape
@@ -366,7 +403,9 @@ class RangeViT(nn.Module):
             raise ValueError(f"range_image must be (B, {self.cfg.in_channels}, H, W) with H % {ph} == 0 and "
                              f"W % {pw} == 0, got {tuple(range_image.shape)}")
         tokens, skip = self.stem(range_image)
-        return self.decoder(self.encoder(tokens), skip)
+        enc = self.encoder(tokens)
+        feats = self.decoder(enc, skip)
+        return (feats, enc) if return_tokens else feats
 
     def forward(self, range_image: torch.Tensor, points=None, u=None, v=None,
                 batch: torch.Tensor | None = None) -> dict:
@@ -383,15 +422,16 @@ class RangeViT(nn.Module):
             batch: (N,) int64 scan index of each point (None: all in scan 0).
 
         Returns: dict with ``pixel_logits`` (B, num_classes, H, W), ``features`` (B,
-            decoder_channels, H, W) and, with points, ``point_logits`` (N, num_classes).
+            decoder_channels, H, W), ``tokens`` (B, embed_dim, H / P_H, W / P_W) (the ViT encoder
+            output) and, with points, ``point_logits`` (N, num_classes).
 
         The 2D feature of a point is that of its (integer) pixel: every point, also one that lost
         its pixel to a nearer point, gets its pixel's feature and the KPConv then mixes in its 3D
         neighbours (RangeViT samples bilinearly at the unrounded projection with ``grid_sample``;
         with integer u, v as our projection gives, that reduces to this gather).
         """
-        feats = self.features_2d(range_image)
-        out = {"features": feats, "pixel_logits": self.pixel_head(feats)}
+        feats, tokens = self.features_2d(range_image, return_tokens=True)
+        out = {"features": feats, "pixel_logits": self.pixel_head(feats), "tokens": tokens}
         if points is not None:
             if u is None or v is None:
                 raise ValueError("points need their pixel coordinates u and v")

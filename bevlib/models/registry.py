@@ -17,6 +17,8 @@ from torch import nn
 _BUILTIN = {
     "bevformer": "bevlib.models.bevformer:build_bevformer_from_dict",
     "rangevit": "bevlib.models.rangevit:build_rangevit_from_dict",
+    "cameravit": "bevlib.models.multivit:build_cameravit_from_dict",
+    "multivit": "bevlib.models.multivit:build_multivit_from_dict",
 }
 _REGISTERED: dict[str, Callable[[dict], nn.Module]] = {}
 

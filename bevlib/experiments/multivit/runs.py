@@ -26,21 +26,30 @@ class Experiment:
     data_id: dict = field(default_factory=dict)
 
 
-def prepare(p: RangeViTParams) -> Experiment:
-    """Open the data (generating the embedded world if needed) and load every train keyframe sweep
-    and the val sweeps (``max_val_sweeps`` of them, evenly spaced; all with None) into memory
-    (points, ring, 16-class labels; ego returns within ``min_distance`` dropped).
-    Raises: ParameterError when a split has no keyframe; DataError / ValueError for unreadable data."""
+def open_split(p, who: str) -> tuple:
+    """Open the data of ``p`` (a :class:`~bevlib.data.source.WorldParams` with ``max_val_sweeps``;
+    the embedded world is generated if needed) and split its keyframes: returns (dataroot,
+    description, devkit handle, train tokens, val tokens), the val tokens thinned to
+    ``max_val_sweeps`` evenly spaced ones (every val scene represented; None keeps all).
+    Raises: ParameterError naming ``who`` when a split has no keyframe."""
     dataroot, desc = resolve_dataroot(p, progress=p.progress)
     nusc = open_nuscenes(dataroot, p.version)
     splits = split_scenes(nusc)
     tr, va = scene_sample_tokens(nusc, splits["train"]), scene_sample_tokens(nusc, splits["val"])
     if not tr or not va:
         raise ParameterError(f"dataroot {dataroot!r} ({p.version}) has {len(tr)} train and {len(va)} val keyframes; "
-                             "RangeViT needs both")
+                             f"{who} needs both")
     if p.max_val_sweeps is not None and p.max_val_sweeps < len(va):
-        # evenly spaced over the val scenes, so every scene is represented
         va = [va[i] for i in np.linspace(0, len(va) - 1, p.max_val_sweeps).round().astype(int)]
+    return dataroot, desc, nusc, tr, va
+
+
+def prepare(p: RangeViTParams) -> Experiment:
+    """Open the data (generating the embedded world if needed) and load every train keyframe sweep
+    and the val sweeps (``max_val_sweeps`` of them, evenly spaced; all with None) into memory
+    (points, ring, 16-class labels; ego returns within ``min_distance`` dropped).
+    Raises: ParameterError when a split has no keyframe; DataError / ValueError for unreadable data."""
+    dataroot, desc, nusc, tr, va = open_split(p, "RangeViT")
     return Experiment(p, nusc, load_sweeps(nusc, tr, p.min_distance), load_sweeps(nusc, va, p.min_distance),
                       desc, {"dataroot": dataroot, "version": p.version, "min_distance": p.min_distance})
 
