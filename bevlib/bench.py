@@ -53,6 +53,12 @@ RangeViT (lukkassen2024 / RangeViT ViT-S: stem 256, D 384, 12 layers, 6 heads) o
 with ~6,500 points, median of 7 steps; FLOPs from ``torch.utils.flop_counter.FlopCounterMode`` and
 their rate as a share of the best 2048^2 float32 ``torch.mm`` rate on the same threads. JSON to
 ``outputs/bench/rangevit.json``.
+
+``python -m bevlib.bench depth``: IP-Basic depth completion (:func:`bevlib.depth_completion.complete_depth`,
+wozniak2025 S3PT's depth source) on a 1600 x 900 LiDAR-like sparse map, bilateral and Gaussian blur,
+OpenCV at 1 and 2 threads, median of >= 10 runs, against the 11 ms per 1242 x 375 KITTI frame
+Ku et al. 2018 report, scaled by pixel count (:func:`bevlib.depth_completion.bench_depth`). JSON to
+``outputs/bench/depth.json``.
 """
 from __future__ import annotations
 
@@ -855,7 +861,24 @@ def main(argv=None) -> int:
                     help="JSON dict of RangeViTConfig fields (default {}: the paper's sizes)")
     rv.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/rangevit.json)")
     rv.add_argument("--quick", action="store_true", help="fewer steps, for tests")
+    dp = sub.add_parser("depth", help="IP-Basic depth completion on 1600x900 vs the reported 11 ms per KITTI frame")
+    dp.add_argument("--repeats", type=int, default=None, help="timed runs per setting (default 15; 10 with --quick)")
+    dp.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2; 1 with --quick)")
+    dp.add_argument("--wh", type=int, nargs=2, default=[1600, 900], metavar=("W", "H"), help="image size")
+    dp.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/depth.json)")
+    dp.add_argument("--quick", action="store_true", help="fewer repeats, for tests")
     a = ap.parse_args(argv)
+    if a.what == "depth":
+        from .depth_completion import bench_depth, format_depth_table
+
+        result = bench_depth(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
+                             warmup=a.warmup if a.warmup is not None else (1 if a.quick else 2),
+                             wh=tuple(a.wh), quick=a.quick)
+        out = Path(a.out) if a.out else outputs_dir("bench", "depth.json")
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        print(format_depth_table(result))
+        print(f"wrote {out}")
+        return 0
     if a.what == "lovasz":
         result = bench_lovasz(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
                               warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),

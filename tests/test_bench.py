@@ -181,3 +181,29 @@ def test_rangevit_bench_quick_at_paper_sizes(tmp_path):
     assert res["config"]["image_hw"] == [32, 384] and 5500 < res["config"]["points"] < 7500
     assert res["config"]["quick"] is True and 0 < res["results"][0]["share_of_peak"]
     assert "share" in r.stdout
+
+
+def test_depth_bench_schema_and_writes_json(tmp_path):
+    # python -m bevlib.bench depth at a small size: schema, the pixel-count scaling of the reported
+    # 11 ms KITTI frame, threads restored. Speed is reported, not asserted.
+    import cv2
+
+    from bevlib.bench import main
+    from bevlib.depth_completion import bench_depth, format_depth_table
+
+    before = cv2.getNumThreads()
+    res = bench_depth(repeats=2, warmup=0, wh=(320, 180))
+    assert cv2.getNumThreads() == before
+    assert res["benchmark"] == "depth" and res["reported"]["scaled_ms"] == pytest.approx(11.0 * 320 * 180 / (1242 * 375),
+                                                                                         abs=1e-3)
+    assert {(r["blur"], r["threads"]) for r in res["results"]} == {(b, n) for b in ("bilateral", "gaussian")
+                                                                   for n in (1, 2)}
+    for r in res["results"]:
+        assert 0 < r["min_ms"] <= r["median_ms"]
+        assert r["ratio_to_reported"] == pytest.approx(r["median_ms"] / r["reported_scaled_ms"], rel=0.01)
+    assert "reported" in format_depth_table(res)
+    with pytest.raises(ValueError, match="repeats"):
+        bench_depth(repeats=0)
+    out = tmp_path / "depth.json"
+    assert main(["depth", "--wh", "160", "90", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["results"]) == 4

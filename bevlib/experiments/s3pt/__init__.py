@@ -1,0 +1,21 @@
+"""wozniak2025 S3PT: self-supervised pretraining on driving scenes with depth-guided clustering.
+
+So far: the real-keyframe check of the IP-Basic depth completion that feeds the depth term of the
+clustering cost (Sec. 3.3; :mod:`.depth_check`; the completion itself is
+:mod:`bevlib.depth_completion`).
+"""
+from __future__ import annotations
+
+import importlib
+
+# Resolved on first use, so that ``python -m bevlib.experiments.s3pt.depth_check`` does not find its
+# own module already imported by the package (runpy warns about that).
+_EXPORTS = {"camera_T_lidar": ".depth_check", "holdout_split": ".depth_check", "lidar_in_camera": ".depth_check",
+            "real_keyframe_depth_check": ".depth_check"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
