@@ -251,3 +251,20 @@ def as_label_set(labels: LabelSet | int | Sequence[str], ignore_index: int = IGN
     else:
         raise TypeError(f"expected a LabelSet, a class count or class names, got {type(labels).__name__}")
     return LabelSet(f"anonymous_{len(names)}", names, ((160, 160, 160),) * len(names), ignore_index)
+
+
+# --- embedded world camera semantics (wozniak2025 S3PT segmentation probe) ---------------------
+
+#: The embedded world's camera-view semantic classes as an evaluation label set, standing in for
+#: nuImages in the frozen-backbone probes of wozniak2025 (S3PT) Sec. 4: the classes of
+#: ``bevlib.data.world.CAMERA_SEMANTIC_CLASSES`` without its index 0 ("background", which the renderer
+#: never produces), so world id ``i`` is label ``i - 1`` (world id 0 -> :data:`IGNORE`). Index 0..12
+#: are busch2026's three markings and ten objects (:data:`ALL_CLASSES` [1:]), 13..21 the other
+#: surfaces. The mean counts all 22 classes (absent ones skipped by ``ConfusionMatrix.miou``).
+WORLD_CAMERA_CLASSES = ALL_CLASSES[1:] + (
+    "road_surface", "crosswalk_gap", "sidewalk", "stop_line", "arrow", "terrain", "building", "vegetation", "sky",
+)
+WORLD_CAMERA = LabelSet("world_camera", WORLD_CAMERA_CLASSES, COLORS[1:] + (
+    (90, 90, 90), (120, 110, 100), (244, 35, 232), (250, 250, 250), (200, 200, 120), (152, 251, 152),
+    (70, 70, 70), (107, 142, 35), (70, 130, 180),
+), IGNORE)

@@ -1,8 +1,11 @@
 """wozniak2025 S3PT: self-supervised pretraining on driving scenes with depth-guided clustering.
 
-So far: the real-keyframe check of the IP-Basic depth completion that feeds the depth term of the
-clustering cost (Sec. 3.3; :mod:`.depth_check`; the completion itself is
-:mod:`bevlib.depth_completion`).
+So far: the pretraining task for DINO / CrIBo / S3PT on the shared trainer (:mod:`.pretrain`, with
+DINO multi-crop in :mod:`.multicrop`; the method pieces are :mod:`bevlib.ssl`), the frozen-backbone
+segmentation probe with Segmenter's heads (:mod:`.probe`, :mod:`bevlib.models.segmenter`), and the
+real-keyframe check of the IP-Basic depth completion that feeds the depth term of the clustering
+cost (Sec. 3.3; :mod:`.depth_check`; the completion itself is :mod:`bevlib.depth_completion`).
+No notebook yet.
 """
 from __future__ import annotations
 
@@ -11,7 +14,13 @@ import importlib
 # Resolved on first use, so that ``python -m bevlib.experiments.s3pt.depth_check`` does not find its
 # own module already imported by the package (runpy warns about that).
 _EXPORTS = {"camera_T_lidar": ".depth_check", "holdout_split": ".depth_check", "lidar_in_camera": ".depth_check",
-            "real_keyframe_depth_check": ".depth_check"}
+            "real_keyframe_depth_check": ".depth_check",
+            **{n: ".multicrop" for n in ("MultiCropConfig", "multicrop", "random_resized_crop_box", "crop_image",
+                                         "token_positions", "token_depth")},
+            **{n: ".pretrain" for n in ("S3PTConfig", "S3PTTask", "S3PTModel", "S3PTNet", "CropDataset",
+                                        "KeyframeCameraImages", "paper_config", "paper_train_config", "METHODS")},
+            **{n: ".probe" for n in ("FrozenProbeTask", "FrozenProbeModel", "probe_lr_grid", "PAPER_LR_GRID",
+                                     "build_backbone", "build_head", "world_camera_items")}}
 __all__ = sorted(_EXPORTS)
 
 
