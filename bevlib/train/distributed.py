@@ -6,6 +6,7 @@ is a no-op for a single process, so the same code runs both ways.
 """
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -23,6 +24,14 @@ def init(device: torch.device) -> None:
     or already initialised."""
     if launched() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Left up at interpreter exit, gloo's worker threads are torn down while joinable and the
+        # process aborts ("terminate called without an active exception", seen once under load).
+        atexit.register(_shutdown)
+
+
+def _shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:

@@ -5,11 +5,14 @@ DINO multi-crop in :mod:`.multicrop`; the method pieces are :mod:`bevlib.ssl`), 
 segmentation probe with Segmenter's heads (:mod:`.probe`, :mod:`bevlib.models.segmenter`), and the
 real-keyframe check of the IP-Basic depth completion that feeds the depth term of the clustering
 cost (Sec. 3.3; :mod:`.depth_check`; the completion itself is :mod:`bevlib.depth_completion`).
-No notebook yet.
+The ablation of Table 1 (:mod:`.ablation`, notebooks/s3pt_ablation.ipynb); importing
+:mod:`.claims` registers its findings with the scoreboard.
 """
 from __future__ import annotations
 
 import importlib
+
+from . import claims  # noqa: F401  (registers the scoreboard claims; imports nothing heavy)
 
 # Resolved on first use, so that ``python -m bevlib.experiments.s3pt.depth_check`` does not find its
 # own module already imported by the package (runpy warns about that).
@@ -20,7 +23,9 @@ _EXPORTS = {"camera_T_lidar": ".depth_check", "holdout_split": ".depth_check", "
             **{n: ".pretrain" for n in ("S3PTConfig", "S3PTTask", "S3PTModel", "S3PTNet", "CropDataset",
                                         "KeyframeCameraImages", "paper_config", "paper_train_config", "METHODS")},
             **{n: ".probe" for n in ("FrozenProbeTask", "FrozenProbeModel", "probe_lr_grid", "PAPER_LR_GRID",
-                                     "build_backbone", "build_head", "world_camera_items")}}
+                                     "build_backbone", "build_head", "world_camera_items")},
+            **{n: ".ablation" for n in ("AblationParams", "ROWS", "REPORTED_TABLE1", "prepare_ablation", "run_ablation",
+                                        "write_ablation_tables", "ablation_caption", "direction_check")}}
 __all__ = sorted(_EXPORTS)
 
 
