@@ -483,6 +483,27 @@ def write_scoreboard(results: Sequence[Result], out_dir: str | Path, outputs_roo
                        title="Reproduction scoreboard.")
 
 
+#: Columns of a notebook's own direction-check table (:func:`direction_check`).
+DIRECTION_KEYS = ("claim", "rows", "metric", "measured", "reported", "seeds", "verdict")
+
+
+def direction_check(paper: str, out_dir: str | Path, table: str, caption: str) -> list[Result]:
+    """A paper notebook's own check of its findings: the registered claims of ``paper`` evaluated on
+    ``<out_dir>/<table>`` (wherever the notebook wrote it, e.g. a test's temporary folder) instead of
+    their default path under ``outputs/``; writes ``direction_check.csv`` / ``.md`` into ``out_dir``.
+    The paper's experiment module must have been imported (it registers the claims).
+
+    Returns: the :class:`Result` of each claim, in registration order.
+    """
+    from dataclasses import replace
+
+    out_dir = Path(out_dir)
+    results = [evaluate(replace(c, table=f"{out_dir.name}/{table}"), out_dir.parent) for c in claims([paper])]
+    rows = [{k: r[k] for k in DIRECTION_KEYS} for r in scoreboard_rows(results)]
+    write_table(rows, out_dir, "direction_check", DIRECTION_KEYS, (), caption, title="Direction check.")
+    return results
+
+
 @dataclass
 class ScoreboardParams:
     """Every knob of notebooks/scoreboard.ipynb (which only reads tables; it never trains).

@@ -166,19 +166,10 @@ def write_study_tables(results: dict, out_dir, caption: str, has_weights: bool) 
 
 def direction_check(out_dir) -> list:
     """The paper's qualitative findings (:mod:`.claims`) judged on ``<out_dir>/multivit_seeds.csv``
-    (per-seed differences paired by seed, 95 % t-interval). Returns the scoreboard's results and
-    writes ``direction_check.csv`` / ``.md`` into ``out_dir``."""
-    from dataclasses import replace
+    (per-seed differences paired by seed, 95 % t-interval of the difference). Returns the
+    scoreboard's results and writes ``direction_check.csv`` / ``.md`` into ``out_dir``."""
+    from ...scoreboard import direction_check as check
+    from . import claims  # noqa: F401  (registers the claims)
 
-    from ...scoreboard import claims as registered, evaluate, scoreboard_rows
-    from . import claims as _  # noqa: F401  (registers the claims)
-
-    out_dir = Path(out_dir)
-    results = [evaluate(replace(c, table=f"{out_dir.name}/multivit_seeds.csv"), out_dir.parent)
-               for c in registered(["multivit"])]
-    keys = ("claim", "rows", "metric", "measured", "reported", "seeds", "verdict")
-    rows = [{k: r[k] for k in keys} for r in scoreboard_rows(results)]
-    write_table(rows, out_dir, "direction_check", keys, (),
-                "lukkassen2024's findings against this run's seeds (paired by seed; 95 % t-interval of the difference).",
-                title="Direction check.")
-    return results
+    return check("multivit", out_dir, "multivit_seeds.csv",
+                 "lukkassen2024's findings against this run's seeds (paired by seed; 95 % t-interval of the difference).")

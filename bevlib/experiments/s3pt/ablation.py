@@ -265,16 +265,8 @@ def ablation_caption(data: AblationData) -> str:
 def direction_check(out_dir) -> list:
     """wozniak2025's Table 1 findings (:mod:`.claims`) on ``<out_dir>/table1_seeds.csv`` (paired by
     seed); writes ``direction_check.csv`` / ``.md``. Returns the scoreboard's results."""
-    from dataclasses import replace
+    from ...scoreboard import direction_check as check
+    from . import claims  # noqa: F401  (registers the claims)
 
-    from ...scoreboard import claims as registered, evaluate, scoreboard_rows
-    from . import claims as _  # noqa: F401  (registers the claims)
-
-    out_dir = Path(out_dir)
-    results = [evaluate(replace(c, table=f"{out_dir.name}/table1_seeds.csv"), out_dir.parent)
-               for c in registered(["s3pt"])]
-    keys = ("claim", "rows", "metric", "measured", "seeds", "verdict")
-    write_table([{k: r[k] for k in keys} for r in scoreboard_rows(results)], out_dir, "direction_check", keys, (),
-                "wozniak2025's Table 1 findings against this run's seeds (paired by seed; 95 % t-interval).",
-                title="Direction check.")
-    return results
+    return check("s3pt", out_dir, "table1_seeds.csv",
+                 "wozniak2025's Table 1 findings against this run's seeds (paired by seed; 95 % t-interval).")
