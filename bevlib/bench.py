@@ -354,6 +354,15 @@ def format_table(result: dict) -> str:
 
 
 
+def _emit(result: dict, out, name: str, fmt) -> int:
+    """Write a case's JSON atomically (``--out`` or outputs/bench/<name>.json), print its table; exit code 0."""
+    out = Path(out) if out else outputs_dir("bench", f"{name}.json")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(fmt(result))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     """CLI: ``python -m bevlib.bench render [--repeats N] [--out PATH] [--quick] [--batch B]``.
 
@@ -418,49 +427,29 @@ def main(argv=None) -> int:
         result = bench_depth(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
                              warmup=a.warmup if a.warmup is not None else (1 if a.quick else 2),
                              wh=tuple(a.wh), quick=a.quick)
-        out = Path(a.out) if a.out else outputs_dir("bench", "depth.json")
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        print(format_depth_table(result))
-        print(f"wrote {out}")
-        return 0
+        return _emit(result, a.out, "depth", format_depth_table)
     if a.what == "lovasz":
         result = bench_lovasz(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
                               warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),
                               batch=a.batch, hw=tuple(a.hw), classes=a.classes, threads=a.threads, quick=a.quick)
-        out = Path(a.out) if a.out else outputs_dir("bench", "lovasz.json")
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        print(format_lovasz_table(result))
-        print(f"wrote {out}")
-        return 0
+        return _emit(result, a.out, "lovasz", format_lovasz_table)
     if a.what == "rangevit":
         result = bench_rangevit(steps=a.steps if a.steps is not None else (3 if a.quick else 7),
                                 warmup=a.warmup if a.warmup is not None else (1 if a.quick else 2),
                                 threads=a.threads, points=a.points, quick=a.quick,
                                 model_cfg=json.loads(a.model_config) if a.model_config else None)
-        out = Path(a.out) if a.out else outputs_dir("bench", "rangevit.json")
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        print(format_rangevit_table(result))
-        print(f"wrote {out}")
-        return 0
+        return _emit(result, a.out, "rangevit", format_rangevit_table)
     if a.what == "range":
         result = bench_range(repeats=a.repeats if a.repeats is not None else (10 if a.quick else 15),
                              warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),
                              synthetic=a.synthetic, quick=a.quick)
-        out = Path(a.out) if a.out else outputs_dir("bench", "range.json")
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        print(format_range_table(result))
-        print(f"wrote {out}")
-        return 0
+        return _emit(result, a.out, "range", format_range_table)
     repeats = a.repeats if a.repeats is not None else (3 if a.quick else 15)
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 3)
     result = bench_render(repeats=repeats, warmup=warmup, batch=a.batch, threads=a.threads,
                           image_hw=QUICK_IMAGE_HW if a.quick else IMAGE_HW, pytorch3d=not a.no_pytorch3d,
                           quick=a.quick)
-    out = Path(a.out) if a.out else outputs_dir("bench", "render.json")
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    print(format_table(result))
-    print(f"wrote {out}")
-    return 0
+    return _emit(result, a.out, "render", format_table)
 
 
 if __name__ == "__main__":

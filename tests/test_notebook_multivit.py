@@ -1,24 +1,14 @@
 """lukkassen2024 MultiViT part 1 end to end: notebooks/multivit_rangevit.ipynb headless, smoke preset."""
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from nbrun import run_preset
 
 
 @pytest.mark.slow
-def test_multivit_rangevit_notebook_smoke(tmp_path):
+def test_multivit_rangevit_notebook_smoke(tmp_path, bevlib_cache):
     out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "multivit_rangevit.ipynb"),
-         str(tmp_path / "executed.ipynb"), "-f", str(ROOT / "params" / "multivit_rangevit" / "smoke.yaml"),
-         "-p", "output_dir", str(out), "-p", "runs_dir", str(tmp_path / "runs"), "--cwd", str(ROOT / "notebooks")],
-        env=dict(os.environ, BEVLIB_CACHE=str(tmp_path / "cache")), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run_preset("multivit_rangevit", tmp_path / "executed.ipynb", bevlib_cache, output_dir=out, runs_dir=tmp_path / "runs")
     rows = list(csv.DictReader(open(out / "table1_rangevit.csv")))
     sources = {row["source"] for row in rows}
     assert "measured" in sources and any(s.startswith("reported") for s in sources)

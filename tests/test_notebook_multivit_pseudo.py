@@ -1,27 +1,17 @@
 """lukkassen2024 MultiViT pseudo-labels end to end: notebooks/multivit_pseudo_labels.ipynb headless, smoke preset."""
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from nbrun import run_preset
 
 from bevlib.data.source import real_keyframe_root
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_multivit_pseudo_labels_notebook_smoke(tmp_path, bevlib_cache):
     out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "multivit_pseudo_labels.ipynb"),
-         str(tmp_path / "executed.ipynb"), "-f", str(ROOT / "params" / "multivit_pseudo_labels" / "smoke.yaml"),
-         "-p", "output_dir", str(out), "--cwd", str(ROOT / "notebooks")],
-        env=dict(os.environ, BEVLIB_CACHE=str(bevlib_cache)), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run_preset("multivit_pseudo_labels", tmp_path / "executed.ipynb", bevlib_cache, output_dir=out)
 
     rows = list(csv.DictReader(open(out / "table2_pseudo_labels.csv")))
     by = {(row["class"], row["source"]): row for row in rows}

@@ -1,30 +1,16 @@
 """lukkassen2024 MultiViT part 2 end to end: the tables and feature-space notebooks headless on their
 smoke presets (each <= 2 min on 2 cores); the feature-space notebook reuses the tables notebook's runs."""
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _papermill(name, tmp_path, out, runs):
-    r = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
-         "-f", str(ROOT / "params" / name / "smoke.yaml"), "-p", "output_dir", str(out), "-p", "runs_dir", str(runs),
-         "--cwd", str(ROOT / "notebooks")],
-        env=dict(os.environ, BEVLIB_CACHE=str(tmp_path / "cache")), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+from nbrun import run_preset
 
 
 @pytest.mark.slow
-def test_multivit_study_notebooks_smoke(tmp_path):
+def test_multivit_study_notebooks_smoke(tmp_path, bevlib_cache):
     runs = tmp_path / "runs"
     tables, features = tmp_path / "tables", tmp_path / "features"
-    _papermill("multivit_tables", tmp_path, tables, runs)
+    run_preset("multivit_tables", tmp_path / "tables.ipynb", bevlib_cache, output_dir=tables, runs_dir=runs)
     for name in ("table1", "table3", "table4", "table6", "cosine", "multivit_seeds", "direction_check"):
         assert (tables / f"{name}.csv").exists() and (tables / f"{name}.md").exists(), name
     rows = list(csv.DictReader(open(tables / "table4.csv")))
@@ -39,7 +25,7 @@ def test_multivit_study_notebooks_smoke(tmp_path):
     assert (tables / "deciding_rows.png").stat().st_size > 5000
 
     n_runs = len(list(runs.iterdir()))
-    _papermill("multivit_feature_space", tmp_path, features, runs)
+    run_preset("multivit_feature_space", tmp_path / "features.ipynb", bevlib_cache, output_dir=features, runs_dir=runs)
     assert len(list(runs.iterdir())) == n_runs          # the same runs, reused
     for name in ("table5_cosine", "table5_cosine_all", "table5_cosine_decoder"):
         rows = list(csv.DictReader(open(features / f"{name}.csv")))

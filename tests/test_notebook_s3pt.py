@@ -1,24 +1,14 @@
 """wozniak2025 S3PT Table 1 end to end: notebooks/s3pt_ablation.ipynb headless on its smoke preset."""
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from nbrun import run_preset
 
 
 @pytest.mark.slow
-def test_s3pt_ablation_notebook_smoke(tmp_path):
+def test_s3pt_ablation_notebook_smoke(tmp_path, bevlib_cache):
     out = tmp_path / "s3pt_ablation"
-    r = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "s3pt_ablation.ipynb"),
-         str(tmp_path / "executed.ipynb"), "-f", str(ROOT / "params" / "s3pt_ablation" / "smoke.yaml"),
-         "-p", "output_dir", str(out), "-p", "runs_dir", str(tmp_path / "runs"), "--cwd", str(ROOT / "notebooks")],
-        env=dict(os.environ, BEVLIB_CACHE=str(tmp_path / "cache")), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run_preset("s3pt_ablation", tmp_path / "executed.ipynb", bevlib_cache, output_dir=out, runs_dir=tmp_path / "runs")
     rows = list(csv.DictReader(open(out / "table1.csv")))
     measured = [x for x in rows if x["source"] == "measured"]
     assert [x["method"] for x in measured] == ["random init", "CrIBo", "+ vMF", "+ vMF, M=32, 1 SK iter.",

@@ -117,6 +117,9 @@ class AblationParams(WorldParams):
 
 @dataclass
 class AblationData:
+    """Prepared data: devkit handle, dataroot, train / val keyframe tokens (pretraining) and camera
+    items (probing, :func:`~.probe.world_camera_items`), a description for captions."""
+
     params: AblationParams
     nusc: object
     dataroot: str
@@ -170,8 +173,10 @@ def _student_backbone(run_dir) -> dict:
     return {k[len(pre):]: v for k, v in state.items() if k.startswith(pre)}
 
 
-def probe(data: AblationData, head: str, seed: int, name: str, state_dict: dict | None) -> float:
-    """Best-of-grid val mIoU of a frozen backbone (pretrained weights, or random init when None)."""
+def probe(data: AblationData, head: str, seed: int, name: str, state_dict: dict | None) -> tuple[float, dict]:
+    """Probe a frozen backbone (``state_dict``: pretrained ViT weights; None: random init under
+    ``seed``) with one Segmenter head over ``probe_lrs``. Returns (best val mIoU in percent, the best
+    run's final metrics with ``<class>_iou``)."""
     from transformers import ViTConfig
 
     from .probe import FrozenProbeTask, probe_lr_grid
@@ -188,8 +193,9 @@ def probe(data: AblationData, head: str, seed: int, name: str, state_dict: dict 
 
 
 def run_ablation(data: AblationData) -> dict:
-    """Every row x seed: pretrain, then probe with each head. Returns ``{row: [{"seed", "linear",
-    "mask", "linear_per_class"...}]}`` (mIoU percent); "random init" first when ``random_baseline``."""
+    """Every row x seed: pretrain, then probe with each head in ``heads_eval``. Returns ``{row: [{"seed",
+    <head>: best mIoU (percent), "<head>_per_class": {class: IoU}}]}``, with "random init" (a probed
+    random backbone) first when ``random_baseline``."""
     from ...progress import bar
 
     p = data.params
