@@ -59,6 +59,13 @@ wozniak2025 S3PT's depth source) on a 1600 x 900 LiDAR-like sparse map, bilatera
 OpenCV at 1 and 2 threads, median of >= 10 runs, against the 11 ms per 1242 x 375 KITTI frame
 Ku et al. 2018 report, scaled by pixel count (:func:`bevlib.depth_completion.bench_depth`). JSON to
 ``outputs/bench/depth.json``.
+
+``python -m bevlib.bench splat``: the combined-datasets paper's LSS splat (:mod:`bevlib.models.lss`,
+:mod:`bevlib.bench_splat`): 6 cameras x D = 59 depth bins x 32 x 88 features x 80 channels into a
+128 x 128 BEV grid, forward and forward + backward, against the cumulative-sum trick of Philion & Fidler's
+lift-splat (written from their description, marked as the reference) and the floor of one read of the
+frustum features; outputs asserted equal; target (reported): >= 2 x faster than the cumsum reference.
+JSON to ``outputs/bench/splat.json``.
 """
 from __future__ import annotations
 
@@ -66,7 +73,6 @@ from .runtime import reuse_large_allocations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -78,7 +84,8 @@ import torch
 import torch.nn.functional as F
 
 from . import native, render
-from .bench_common import SCHEMA_VERSION, _load, _median_ms
+from .bench_common import SCHEMA_VERSION, _load, _median_ms, environment
+from .bench_splat import add_splat_parser, run_splat
 from .bench_lidar import (LOVASZ_BATCH, LOVASZ_CLASSES, LOVASZ_HW, RANGEVIT_POINTS, TARGET_LOVASZ_SPEEDUP,  # noqa: F401
                           TARGET_RANGE_SPEEDUP, _rangevit_input, _reference_lovasz_softmax, bench_lovasz, bench_range,
                           bench_rangevit, format_lovasz_table, format_range_table, format_rangevit_table,
@@ -306,14 +313,10 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
                                 "process; the floor target is judged on analytic_over_floor_paired, the median "
                                 "of per-repeat analytic/floor ratios",
                    "bev_extent_m": {"x": [-30.0, 30.0], "y": [-15.0, 15.0]}},
-        "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "platform": platform.platform(), "machine": platform.machine(),
-                        "processor": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count(), "pytorch3d": p3d_status,
-                        "native_kernels": native.status(),
-                        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        # Other processes' load inflates wall-clock medians (minima less so).
-                        "load_average_1min": {"start": load_start, "end": _load()}},
+        "environment": environment(load_start, torch=torch.__version__, machine=platform.machine(),
+                                   processor=platform.processor() or platform.machine(), pytorch3d=p3d_status,
+                                   native_kernels=native.status(),
+                                   torch_cpu_capability=torch.backends.cpu.get_cpu_capability()),
         "targets": {"analytic_over_floor_max": TARGET_ANALYTIC_OVER_FLOOR,
                     "pytorch3d_over_analytic_min": TARGET_PYTORCH3D_OVER_ANALYTIC},
         "results": rows,
@@ -420,7 +423,10 @@ def main(argv=None) -> int:
     dp.add_argument("--wh", type=int, nargs=2, default=[1600, 900], metavar=("W", "H"), help="image size")
     dp.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/depth.json)")
     dp.add_argument("--quick", action="store_true", help="fewer repeats, for tests")
+    add_splat_parser(sub)
     a = ap.parse_args(argv)
+    if a.what == "splat":
+        return run_splat(a, _emit)
     if a.what == "depth":
         from .depth_completion import bench_depth, format_depth_table
 

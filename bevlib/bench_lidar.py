@@ -3,7 +3,6 @@
 (one paper-size RangeViT training step), lukkassen2024 MultiViT's hot path."""
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import time
@@ -12,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bench_common import SCHEMA_VERSION, _load, _median_ms
+from .bench_common import (_load, _median_ms, bench_result, environment, paired_summary, paired_summary_line,
+                           torch_timing)
 from .runtime import reuse_large_allocations
 
 
@@ -102,22 +102,16 @@ def bench_range(repeats: int = 15, warmup: int = 3, synthetic: bool = False, qui
         row["speedup"] = round(row["reference_ms"] / row["vectorised_ms"], 2)
         row["meets_target"] = bool(equal and row["speedup_paired"] >= TARGET_RANGE_SPEEDUP)
         rows.append(row)
-    return {
-        "benchmark": "range", "schema_version": SCHEMA_VERSION,
-        "config": {"points": int(len(pts)), "source": source, "H": 32, "W": 2048, "repeats": repeats,
-                   "warmup": warmup, "quick": quick, "reuse_large_allocations": reused,
-                   "statistic": "median over repeats, ms; methods timed round-robin (alternating order) in one "
-                                "process; the target is judged on speedup_paired, the median of per-repeat "
-                                "reference/vectorised ratios"},
-        "environment": {"numpy": np.__version__, "python": platform.python_version(),
-                        "platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "load_average_1min": {"start": load_start, "end": _load()}},
-        "targets": {"speedup_min": TARGET_RANGE_SPEEDUP, "outputs_identical": True},
-        "results": rows,
-        "summary": {"min_speedup_paired": min(r["speedup_paired"] for r in rows),
-                    "all_outputs_identical": all(r["outputs_identical"] for r in rows),
-                    "meets_target": all(r["meets_target"] for r in rows)},
-    }
+    return bench_result(
+        "range",
+        config={"points": int(len(pts)), "source": source, "H": 32, "W": 2048, "repeats": repeats,
+                "warmup": warmup, "quick": quick, "reuse_large_allocations": reused,
+                "statistic": "median over repeats, ms; methods timed round-robin (alternating order) in one "
+                             "process; the target is judged on speedup_paired, the median of per-repeat "
+                             "reference/vectorised ratios"},
+        environment=environment(load_start, numpy=np.__version__),
+        targets={"speedup_min": TARGET_RANGE_SPEEDUP, "outputs_identical": True},
+        results=rows, summary=paired_summary(rows, "outputs_identical"))
 
 
 def format_range_table(result: dict) -> str:
@@ -130,10 +124,7 @@ def format_range_table(result: dict) -> str:
     for r in result["results"]:
         lines.append(f"{r['row']:>10} {r['vectorised_ms']:>11.3f} {r['reference_ms']:>10.3f} {r['speedup']:>8.2f} "
                      f"{r['speedup_paired']:>7.2f} {str(r['outputs_identical']):>10}")
-    s = result["summary"]
-    lines.append(f"targets: >= {result['targets']['speedup_min']} x faster, identical -> min (paired) "
-                 f"{s['min_speedup_paired']:.2f}, identical {s['all_outputs_identical']} "
-                 f"({'met' if s['meets_target'] else 'NOT met'})")
+    lines.append(paired_summary_line(result, "outputs_identical", "identical"))
     return "\n".join(lines)
 
 
@@ -183,10 +174,9 @@ def _reference_lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore
 # ---- end of the reference -------------------------------------------------------------------
 
 
-def _threads_env(threads: int) -> dict:
-    return {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+def _threads_env(threads: int, load_start) -> dict:
+    return environment(load_start, torch=torch.__version__, processor=platform.processor() or platform.machine(),
+                       torch_threads=threads, torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
 def bench_lovasz(repeats: int = 15, warmup: int = 3, batch: int = LOVASZ_BATCH, hw: tuple[int, int] = LOVASZ_HW,
@@ -225,11 +215,7 @@ def bench_lovasz(repeats: int = 15, warmup: int = 3, batch: int = LOVASZ_BATCH, 
         grad, logits.grad = logits.grad, None
         return loss.detach(), grad
 
-    load_start = _load()
-    reused = reuse_large_allocations()
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_timing(threads) as (load_start, reused):
         outs = {}
         for name in methods:
             for _ in range(warmup):
@@ -242,8 +228,6 @@ def bench_lovasz(repeats: int = 15, warmup: int = 3, batch: int = LOVASZ_BATCH, 
                 t0 = time.perf_counter()
                 run(name)
                 samples[name].append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(old_threads)
     (la, ga), (lr, gr) = outs["library"], outs["reference"]
     row = {"library_ms": _median_ms(samples["library"]), "reference_ms": _median_ms(samples["reference"]),
            "library_min_ms": round(1e3 * min(samples["library"]), 3),
@@ -258,22 +242,21 @@ def bench_lovasz(repeats: int = 15, warmup: int = 3, batch: int = LOVASZ_BATCH, 
     row["within_tolerance"] = bool(row["loss_max_abs_diff"] <= LOVASZ_TOLERANCE
                                    and row["grad_max_abs_diff"] <= LOVASZ_TOLERANCE)
     row["meets_target"] = bool(row["within_tolerance"] and row["speedup_paired"] >= TARGET_LOVASZ_SPEEDUP)
-    return {
-        "benchmark": "lovasz", "schema_version": SCHEMA_VERSION,
-        "config": {"batch": batch, "hw": list(hw), "classes": classes, "ignore_index": IGNORE,
-                   "ignore_share": LOVASZ_IGNORE_SHARE, "pass": "forward+backward", "repeats": repeats,
-                   "warmup": warmup, "threads": threads, "quick": quick, "reuse_large_allocations": reused,
-                   "reference": "Berman et al. 2018 per-class loop (sort, Lovasz gradient by cumulative sums, "
-                                "dot product), classes='present', per_image=False",
-                   "statistic": "median over repeats, ms; methods timed round-robin (alternating order) in one "
-                                "process; the target is judged on speedup_paired, the median of per-repeat "
-                                "reference/library ratios"},
-        "environment": {**_threads_env(threads), "load_average_1min": {"start": load_start, "end": _load()}},
-        "targets": {"speedup_min": TARGET_LOVASZ_SPEEDUP, "max_abs_diff": LOVASZ_TOLERANCE},
-        "results": [row],
-        "summary": {"speedup_paired": row["speedup_paired"], "within_tolerance": row["within_tolerance"],
-                    "meets_target": row["meets_target"]},
-    }
+    return bench_result(
+        "lovasz",
+        config={"batch": batch, "hw": list(hw), "classes": classes, "ignore_index": IGNORE,
+                "ignore_share": LOVASZ_IGNORE_SHARE, "pass": "forward+backward", "repeats": repeats,
+                "warmup": warmup, "threads": threads, "quick": quick, "reuse_large_allocations": reused,
+                "reference": "Berman et al. 2018 per-class loop (sort, Lovasz gradient by cumulative sums, "
+                             "dot product), classes='present', per_image=False",
+                "statistic": "median over repeats, ms; methods timed round-robin (alternating order) in one "
+                             "process; the target is judged on speedup_paired, the median of per-repeat "
+                             "reference/library ratios"},
+        environment=_threads_env(threads, load_start),
+        targets={"speedup_min": TARGET_LOVASZ_SPEEDUP, "max_abs_diff": LOVASZ_TOLERANCE},
+        results=[row],
+        summary={"speedup_paired": row["speedup_paired"], "within_tolerance": row["within_tolerance"],
+                 "meets_target": row["meets_target"]})
 
 
 def format_lovasz_table(result: dict) -> str:
@@ -368,11 +351,7 @@ def bench_rangevit(steps: int = 7, warmup: int = 2, threads: int = 2, model_cfg:
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     model_cfg = dict(model_cfg or {})
-    load_start = _load()
-    reused = reuse_large_allocations()
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_timing(threads) as (load_start, reused):
         torch.manual_seed(seed)
         model = build_model("rangevit", model_cfg)
         cfg: RangeViTConfig = model.cfg
@@ -416,8 +395,6 @@ def bench_rangevit(steps: int = 7, warmup: int = 2, threads: int = 2, model_cfg:
                               "RangeViT.pixel_head", "RangeViT.refiner")}
         by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
         peak_after = measure_mm_peak(peak_n)
-    finally:
-        torch.set_num_threads(old_threads)
     peak = max(peak_before, peak_after, *peak_between)
     med = statistics.median(samples)
     row = {"step_ms": _median_ms(samples), "step_min_ms": round(1e3 * min(samples), 3),
@@ -433,20 +410,19 @@ def bench_rangevit(steps: int = 7, warmup: int = 2, threads: int = 2, model_cfg:
            "parameters": int(sum(p.numel() for p in model.parameters())), "points": int(len(pts))}
     from .models.rangevit import config_dict
 
-    return {
-        "benchmark": "rangevit", "schema_version": SCHEMA_VERSION,
-        "config": {"model": config_dict(cfg), "batch": 1, "image_hw": [H, W], "points": int(len(pts)),
-                   "step": "forward (pixel + point logits) + cross-entropy + backward + AdamW step",
-                   "steps": steps, "warmup": warmup, "threads": threads, "quick": quick,
-                   "peak_mm_n": peak_n, "reuse_large_allocations": reused,
-                   "flops": "torch.utils.flop_counter.FlopCounterMode, one forward + backward (optimiser not counted)",
-                   "statistic": "median over steps, ms; share_of_peak = flops_per_step / median step time / "
-                                "best float32 torch.mm FLOP/s on the same threads"},
-        "environment": {**_threads_env(threads), "load_average_1min": {"start": load_start, "end": _load()}},
-        "results": [row],
-        "summary": {"step_ms": row["step_ms"], "share_of_peak": row["share_of_peak"],
-                    "share_of_peak_fastest_step": row["share_of_peak_fastest_step"]},
-    }
+    return bench_result(
+        "rangevit",
+        config={"model": config_dict(cfg), "batch": 1, "image_hw": [H, W], "points": int(len(pts)),
+                "step": "forward (pixel + point logits) + cross-entropy + backward + AdamW step",
+                "steps": steps, "warmup": warmup, "threads": threads, "quick": quick,
+                "peak_mm_n": peak_n, "reuse_large_allocations": reused,
+                "flops": "torch.utils.flop_counter.FlopCounterMode, one forward + backward (optimiser not counted)",
+                "statistic": "median over steps, ms; share_of_peak = flops_per_step / median step time / "
+                             "best float32 torch.mm FLOP/s on the same threads"},
+        environment=_threads_env(threads, load_start),
+        results=[row],
+        summary={"step_ms": row["step_ms"], "share_of_peak": row["share_of_peak"],
+                 "share_of_peak_fastest_step": row["share_of_peak_fastest_step"]})
 
 
 def format_rangevit_table(result: dict) -> str:

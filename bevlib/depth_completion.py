@@ -253,9 +253,9 @@ def bench_depth(repeats: int = 15, warmup: int = 2, wh: tuple[int, int] = (1600,
         (blur, threads): ``median_ms``, ``min_ms``, ``reported_scaled_ms``, ``ratio_to_reported``).
     Raises: ValueError for ``repeats < 1``, ``warmup < 0`` or an unknown blur.
     """
-    import os
-    import platform
     import statistics
+
+    from .bench_common import _load, bench_result, environment
 
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
@@ -265,6 +265,7 @@ def bench_depth(repeats: int = 15, warmup: int = 2, wh: tuple[int, int] = (1600,
     sparse = synthetic_sparse_depth(wh, seed=seed)
     scaled = REPORTED_MS_PER_FRAME * (wh[0] * wh[1]) / (REPORTED_FRAME_WH[0] * REPORTED_FRAME_WH[1])
     before = cv2.getNumThreads()
+    load_start = _load()
     rows = []
     try:
         for n in threads:
@@ -283,23 +284,17 @@ def bench_depth(repeats: int = 15, warmup: int = 2, wh: tuple[int, int] = (1600,
                              "ratio_to_reported": round(med / scaled, 3)})
     finally:
         cv2.setNumThreads(before)
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
-    return {
-        "benchmark": "depth", "schema_version": 1,
-        "config": {"image_wh": list(wh), "repeats": repeats, "warmup": warmup, "quick": quick,
-                   "input": f"synthetic_sparse_depth(seed={seed}), {float((sparse > 0).mean()):.4f} of pixels valid",
-                   "max_depth": 100.0, "extrapolate": True,
-                   "statistic": "median over repeats, ms, of complete_depth (validation + all steps)"},
-        "environment": {"opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version(),
-                        "platform": platform.platform(), "cpu_count": os.cpu_count(), "load_average_1min": load},
-        "reported": {"source": "Ku et al. 2018 (IP-Basic): 11 ms per 1242x375 KITTI frame on a CPU",
-                     "ms_per_frame": REPORTED_MS_PER_FRAME, "frame_wh": list(REPORTED_FRAME_WH),
-                     "scaled_ms": round(scaled, 3)},
-        "results": rows,
-    }
+    return bench_result(
+        "depth",
+        config={"image_wh": list(wh), "repeats": repeats, "warmup": warmup, "quick": quick,
+                "input": f"synthetic_sparse_depth(seed={seed}), {float((sparse > 0).mean()):.4f} of pixels valid",
+                "max_depth": 100.0, "extrapolate": True,
+                "statistic": "median over repeats, ms, of complete_depth (validation + all steps)"},
+        environment=environment(load_start, opencv=cv2.__version__, numpy=np.__version__),
+        reported={"source": "Ku et al. 2018 (IP-Basic): 11 ms per 1242x375 KITTI frame on a CPU",
+                  "ms_per_frame": REPORTED_MS_PER_FRAME, "frame_wh": list(REPORTED_FRAME_WH),
+                  "scaled_ms": round(scaled, 3)},
+        results=rows)
 
 
 def format_depth_table(result: dict) -> str:

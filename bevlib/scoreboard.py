@@ -487,18 +487,24 @@ def write_scoreboard(results: Sequence[Result], out_dir: str | Path, outputs_roo
 DIRECTION_KEYS = ("claim", "rows", "metric", "measured", "reported", "seeds", "verdict")
 
 
-def direction_check(paper: str, out_dir: str | Path, table: str, caption: str) -> list[Result]:
-    """A paper notebook's own check of its findings: the registered claims of ``paper`` evaluated on
-    ``<out_dir>/<table>`` (wherever the notebook wrote it, e.g. a test's temporary folder) instead of
-    their default path under ``outputs/``; writes ``direction_check.csv`` / ``.md`` into ``out_dir``.
-    The paper's experiment module must have been imported (it registers the claims).
+def direction_check(paper: str, out_dir: str | Path, table: str | Sequence[str], caption: str) -> list[Result]:
+    """A paper notebook's own check of its findings: the registered claims of ``paper`` on the notebook's
+    own tables (those whose file name is ``table`` or one of ``table``), evaluated on ``<out_dir>/<file>``
+    (wherever the notebook wrote it, e.g. a test's temporary folder) instead of their default path under
+    ``outputs/``; writes ``direction_check.csv`` / ``.md`` into ``out_dir``. The paper's experiment
+    module must have been imported (it registers the claims).
 
-    Returns: the :class:`Result` of each claim, in registration order.
+    Returns: the :class:`Result` of each of those claims, in registration order.
+    Raises: ValueError when no claim of ``paper`` reads such a table.
     """
     from dataclasses import replace
 
     out_dir = Path(out_dir)
-    results = [evaluate(replace(c, table=f"{out_dir.name}/{table}"), out_dir.parent) for c in claims([paper])]
+    names = (table,) if isinstance(table, str) else tuple(table)
+    mine = [c for c in claims([paper]) if Path(c.table).name in names]
+    if not mine:
+        raise ValueError(f"no registered claim of paper {paper!r} reads a table named {names}")
+    results = [evaluate(replace(c, table=f"{out_dir.name}/{Path(c.table).name}"), out_dir.parent) for c in mine]
     rows = [{k: r[k] for k in DIRECTION_KEYS} for r in scoreboard_rows(results)]
     write_table(rows, out_dir, "direction_check", DIRECTION_KEYS, (), caption, title="Direction check.")
     return results

@@ -197,6 +197,59 @@ def test_bad_config_raises():
     assert (p.n_clusters, p.sk_iters, p.queue_size, p.vmf, p.n_prototypes) == (128, 1, 2500, True, 65536)
     t = paper_train_config(p, n_train=512, batch_size=256)
     assert t.lr == pytest.approx(5e-4) and t.min_lr_ratio == pytest.approx(0.02) and t.warmup_steps == 20
+    assert (t.weight_decay, t.weight_decay_end) == (0.04, 0.4)           # Table 5: cosine 0.04 -> 0.4
+    assert paper_train_config(tiny_cfg(weight_decay_end=None), 8, 4).weight_decay_end is None
+    with pytest.raises(ValueError, match="weight_decay_end"):
+        S3PTConfig(weight_decay_end=-1.0)
+
+
+def test_run_hash_without_the_weight_decay_schedule_is_unchanged():
+    """Literal hash of a fixed run computed before weight_decay_end existed: runs that leave it None
+    (S3PTConfig and hence TrainConfig) keep their names and are reused; the schedule gives another run."""
+    from bevlib.io import config_hash
+
+    def h(cfg):
+        task = S3PTTask(cfg, [], None, {"d": 1})
+        return config_hash({"name": "y", "task": task.config(), "train": paper_train_config(cfg, 10, 4).hash_dict()})
+
+    assert h(S3PTConfig(weight_decay_end=None)) == "9d1dcc8bae70"
+    assert h(S3PTConfig()) != "9d1dcc8bae70"
+
+
+def test_keyframe_camera_images_read_each_keyframe_once(tiny_world, tmp_path, monkeypatch):
+    import bevlib.data.fields as F
+    from bevlib.data.fields import DepthConfig, KeyframeConfig, load_keyframe
+    from bevlib.data.nuscenes_data import open_nuscenes
+    from bevlib.experiments.s3pt.pretrain import KeyframeCameraImages
+
+    monkeypatch.setenv("BEVLIB_CACHE", str(tmp_path / "cache"))
+    nusc = open_nuscenes(tiny_world, "v1.0-mini")
+    toks = [s["token"] for s in nusc.sample[:3]]
+    calls = []
+    real = F.load_keyframe
+    monkeypatch.setattr(F, "load_keyframe", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    src = KeyframeCameraImages(nusc, toks, (64, 36), depth_source="lidar_completed")
+    assert len(src) == 18
+    order = np.random.default_rng(0).permutation(18)
+    first = [src[int(i)] for i in order]                                 # epoch 1: shuffled, one read per keyframe
+    assert sorted(calls) == sorted(toks)
+    second = [src[int(i)] for i in order]                                # epoch 2: nothing read
+    assert len(calls) == 3
+    for (a, da), (b, db) in zip(first, second):
+        assert np.shares_memory(a, b) and np.shares_memory(da, db)      # the held arrays, not a re-read
+    monkeypatch.undo()
+    ref = load_keyframe(nusc, toks[1], KeyframeConfig(fields=("cameras", "depth"), image_wh=(64, 36), cache=False,
+                                                      depth=DepthConfig(source="lidar_completed")))
+    assert ref["depth_source"] == "lidar_completed"
+    for c in range(6):
+        img, depth = src[6 + c]
+        np.testing.assert_array_equal(img, ref["images"][c])
+        np.testing.assert_array_equal(depth, ref["depth"][c])
+        assert img.shape == (36, 64, 3) and depth.dtype == np.float32
+    world = KeyframeCameraImages(nusc, toks[1:2], (64, 36), cache=False)      # default: the world's exact depth
+    assert (world[0][1] > 0).mean() < (src[6][1] > 0).mean()             # the sky has no world depth
+    with pytest.raises(ValueError, match="source"):
+        KeyframeCameraImages(nusc, toks, (64, 36), depth_source="exact")
 
 
 def test_resume_after_epoch_1_equals_a_straight_run(tiny_world, tmp_path):

@@ -17,7 +17,7 @@ import torch
 from fakes import ToyTask
 from bevlib.train import (CheckpointError, TrainConfig, TrainingDiverged, build_optimizer, build_scheduler,
                           checkpoint_at, latest_checkpoint, load_checkpoint, read_metrics, save_checkpoint,
-                          split_batch, step_checkpoints, to_device, train, warmup_cosine_factor)
+                          split_batch, step_checkpoints, to_device, train, warmup_cosine_factor, weight_decay_at)
 
 HERE = Path(__file__).resolve().parent
 
@@ -253,3 +253,94 @@ def test_training_dip_rolls_back_and_changes_the_data_order(tmp_path):
     assert load_checkpoint(latest_checkpoint(d))["reshuffle"] == 1      # a resume keeps the new order
     with pytest.raises(ValueError, match="dip_factor"):
         TrainConfig(dip_window=3, dip_factor=1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Weight-decay schedule (DINO / wozniak2025 Table 5: cosine 0.04 -> 0.4)
+# ------------------------------------------------------------------------------------------------
+
+class TwoGroupToyTask(ToyTask):
+    """DINO's groups: weights decayed, biases not."""
+
+    def param_groups(self, model):
+        w = [p for n, p in model.named_parameters() if n.endswith("weight")]
+        b = [p for n, p in model.named_parameters() if n.endswith("bias")]
+        return [{"params": w}, {"params": b, "weight_decay": 0.0}]
+
+
+class Crash(Exception):
+    pass
+
+
+def _record_wd(monkeypatch, crash_after=None):
+    """Record the weight decay of every group at each AdamW step (optionally crash at a given step)."""
+    seen = []
+    monkeypatch.undo()                                                  # wrap the real step, not a recorder
+    orig = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        if crash_after is not None and len(seen) == crash_after:
+            raise Crash("simulated crash")
+        seen.append([g["weight_decay"] for g in self.param_groups])
+        return orig(self, *a, **k)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return seen
+
+
+def test_weight_decay_at_closed_form():
+    from bevlib.ssl import cosine_schedule
+
+    n = 10
+    assert weight_decay_at(0, n, 0.04, 0.4) == pytest.approx(0.04)
+    assert weight_decay_at(5, n, 0.04, 0.4) == pytest.approx(0.22)                       # cos(pi / 2) = 0
+    assert weight_decay_at(9, n, 0.04, 0.4) == pytest.approx(0.4 - 0.18 * (1 - math.cos(math.pi / 10)))
+    assert weight_decay_at(50, n, 0.04, 0.4) == weight_decay_at(9, n, 0.04, 0.4)
+    # DINO's cosine_scheduler (second implementation, bevlib.ssl)
+    np.testing.assert_allclose([weight_decay_at(i, 37, 0.04, 0.4) for i in range(37)],
+                               cosine_schedule(0.04, 0.4, 37), rtol=1e-12)
+    with pytest.raises(ValueError, match="total"):
+        weight_decay_at(0, 0, 0.04, 0.4)
+    for bad in (-0.1, float("nan"), "0.4"):
+        with pytest.raises(ValueError, match="weight_decay_end"):
+            TrainConfig(weight_decay_end=bad)
+
+
+def test_weight_decay_end_none_keeps_the_run_hash(tmp_path):
+    """Literal hashes computed before the field existed: runs that leave it None keep their names."""
+    from bevlib.io import config_hash
+
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.04, schedule="warmup_cosine", warmup_steps=2)
+    assert config_hash({"name": "x", "task": {"a": 1}, "train": cfg.hash_dict()}) == "c04a5127d59f"
+    assert "weight_decay_end" not in cfg.hash_dict()
+    d = run(tmp_path, cfg_(epochs=1))
+    assert d.name == "run-a869a54e2fcb"                                 # as named before the field existed
+    assert run(tmp_path, cfg_(epochs=1, weight_decay_end=0.4)) != d                   # set: another run
+    assert "weight_decay_end" not in json.loads((d / "config.json").read_text())["train"]
+
+
+def test_weight_decay_schedule_in_training(tmp_path, monkeypatch):
+    cfg = cfg_(epochs=2, weight_decay=0.04, weight_decay_end=0.4, checkpoint_every_steps=1, keep_checkpoints=0)
+    seen = _record_wd(monkeypatch)
+    ref = run(tmp_path / "ref", cfg, TwoGroupToyTask())
+    n = len(seen)
+    assert n == 12                                                      # 24 items / 4 per batch x 2 epochs
+    wd = np.array(seen)
+    assert wd[0, 0] == pytest.approx(0.04) and wd[6, 0] == pytest.approx(0.22)
+    assert wd[-1, 0] == pytest.approx(0.4 - 0.18 * (1 - math.cos(math.pi / 12)))
+    assert np.all(np.diff(wd[:, 0]) > 0)
+    assert np.all(wd[:, 1] == 0.0)                                      # biases / norms stay undecayed
+    # crash mid-run (after 7 steps, the step-7 checkpoint written), then resume: the same sequence
+    seen_b = _record_wd(monkeypatch, crash_after=7)
+    with pytest.raises(Crash):
+        run(tmp_path / "b", cfg, TwoGroupToyTask())
+    assert len(seen_b) == 7
+    seen_c = _record_wd(monkeypatch)
+    resumed = run(tmp_path / "b", cfg, TwoGroupToyTask())
+    assert seen_b + seen_c == seen
+    a, b = load_checkpoint(latest_checkpoint(ref)), load_checkpoint(latest_checkpoint(resumed))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k])
+    # the schedule changes the result (the hook really reaches the optimiser)
+    const = load_checkpoint(latest_checkpoint(run(tmp_path / "c", cfg_(epochs=2, weight_decay=0.04),
+                                                  TwoGroupToyTask())))
+    assert any(not torch.equal(a["model"][k], const["model"][k]) for k in a["model"] if k.endswith("weight"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyquaternion import Quaternion
 
-from bevlib.classes import CATEGORY_TO_OBJECT, NUM_ALL, class_index
+from bevlib.classes import NUM_ALL, class_index
 from bevlib.data.synthetic_labeler import SyntheticPseudoLabeler, pseudo_label_style
 from bevlib.data.world import (CAMERA_NAMES, CAMERA_SEMANTIC_CLASSES, LIDARSEG_CATEGORIES, NUSCENES_RIG, WorldConfig,
                                ensure_world, generate_world, load_camera_depth, load_camera_semantics, world_split)
@@ -143,18 +143,11 @@ def test_config_hash_and_validation():
 def test_box_centres_project_onto_their_class(nusc, world):
     """Catches inconsistent calibration, frames or rendering: the devkit's projection of a
     well-visible box centre must land on pixels the renderer labelled with the box's class."""
-    from nuscenes.utils.geometry_utils import BoxVisibility, view_points
+    from world_checks import box_centre_hits
     checked = hits = 0
     for tok in _camera_tokens(nusc):
-        sem = load_camera_semantics(world, tok)
-        _, boxes, K = nusc.get_sample_data(tok, box_vis_level=BoxVisibility.ALL)
-        for box in boxes:
-            ann = nusc.get("sample_annotation", box.token)
-            if ann["visibility_token"] != "4" or box.center[2] > 40.0:
-                continue
-            u, v = np.round(view_points(box.center[:, None], K, normalize=True)[:2, 0]).astype(int)
-            checked += 1
-            hits += sem[v, u] == class_index(CATEGORY_TO_OBJECT[ann["category_name"]])
+        h, c = box_centre_hits(nusc, tok, load_camera_semantics(world, tok))
+        hits, checked = hits + h, checked + c
     assert checked >= 10 and hits >= 0.9 * checked, (hits, checked)
 
 

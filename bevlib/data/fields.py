@@ -37,7 +37,9 @@ boxes; "ego" is the keyframe's ego frame, the LIDAR_TOP ego pose, x forward, y l
   ``box_num_lidar_pts`` (M,) int32; ``box_token`` / ``box_category`` lists of str.
 * ``depth`` (``cfg.depth``): ``depth`` (N, h, w) float32 metres along each camera's optical axis
   at ``image_wh``, 0 = no depth; ``depth_source`` str ``"world"`` (the embedded world's dense
-  maps, nearest-resized) or ``"lidar"`` (LiDAR points projected, nearest return per pixel).
+  maps, nearest-resized), ``"lidar"`` (LiDAR points projected, nearest return per pixel) or
+  ``"lidar_completed"`` (the projected LiDAR completed with IP-Basic at the completion size of
+  :class:`DepthConfig`, then nearest-resized).
 
 Caches: ``bev_gt`` and ``depth`` are written once per keyframe to
 ``<cache_dir()>/fields/<field>-<key>/<sample_token>.npz`` (:class:`FieldCache`), ``key`` a hash of
@@ -114,24 +116,63 @@ class DepthConfig:
 
     Attributes:
         source: ``"world"`` (the embedded world's dense depth maps), ``"lidar"`` (LiDAR points
-            projected into each camera, sparse) or ``"auto"`` (world depth where the dataset has
-            it for every camera of the keyframe, else LiDAR).
+            projected into each camera, sparse), ``"lidar_completed"`` (that projection made dense
+            with IP-Basic, :func:`bevlib.depth_completion.complete_depth`; wozniak2025 Sec. 3.3 /
+            4.1, "the completed LiDAR depth") or ``"auto"`` (world depth where the dataset has it
+            for every camera of the keyframe, else LiDAR).
         nsweeps / min_distance_m: the LiDAR points projected (as :class:`LidarConfig`).
         min_depth_m: projected points nearer than this along the optical axis are dropped
             (nuscenes-devkit's ``map_pointcloud_to_image`` uses 1 m: closer returns are the car).
+        complete_min_width: ``lidar_completed`` only: pixels across at which the completion runs.
+            IP-Basic's fixed kernels (5x5 diamond ... 31x31) assume a KITTI-like density of returns
+            per pixel (1242 x 375 px), so it runs at each camera's native size (nuScenes 1600 x 900),
+            or, for smaller native images, with the intrinsics scaled up to this width (same aspect);
+            the result is then nearest-resized to ``image_wh`` (no blending across depth edges).
+        complete_max_depth_m / complete_extrapolate / complete_blur: ``lidar_completed`` only: the
+            ``max_depth``, ``extrapolate`` and ``blur`` of :func:`~bevlib.depth_completion.complete_depth`.
+            ``extrapolate`` is on by default (IP-Basic's extension to the top plus its 31x31 large-hole
+            fill): nuScenes' 32 beams are ~29 px apart vertically at 1600 x 900, beyond the reach of the
+            small kernels (measured on the real keyframe's CAM_FRONT: 29 % of the pixels below the
+            highest return filled without it, 99 % with it). The price: each column's top return is
+            copied up into the sky, so every pixel, sky included, gets a depth (S3PT's "completed
+            depth at each token").
+    Raises: ValueError naming the offending attribute.
     """
 
     source: str = "auto"
     nsweeps: int = 1
     min_distance_m: float = 0.0
     min_depth_m: float = 1.0
+    complete_min_width: int = 800
+    complete_max_depth_m: float = 100.0
+    complete_extrapolate: bool = True
+    complete_blur: str = "bilateral"
 
     def __post_init__(self):
-        if self.source not in ("auto", "world", "lidar"):
-            raise ValueError(f"DepthConfig.source must be 'auto', 'world' or 'lidar', got {self.source!r}")
+        if self.source not in DEPTH_SOURCES:
+            raise ValueError(f"DepthConfig.source must be one of {DEPTH_SOURCES}, got {self.source!r}")
         LidarConfig(self.nsweeps, self.min_distance_m)
         if not self.min_depth_m >= 0:
             raise ValueError(f"DepthConfig.min_depth_m must be >= 0, got {self.min_depth_m!r}")
+        if not (isinstance(self.complete_min_width, int) and self.complete_min_width >= 1):
+            raise ValueError(f"DepthConfig.complete_min_width must be an int >= 1, got {self.complete_min_width!r}")
+        if not (isinstance(self.complete_max_depth_m, (int, float)) and 0.2 < self.complete_max_depth_m < np.inf):
+            raise ValueError(f"DepthConfig.complete_max_depth_m must be a finite number of metres > 0.2, "
+                             f"got {self.complete_max_depth_m!r}")
+        if self.complete_blur not in ("bilateral", "gaussian"):
+            raise ValueError(f"DepthConfig.complete_blur must be 'bilateral' or 'gaussian', got {self.complete_blur!r}")
+
+    def cache_config(self) -> dict:
+        """What enters the depth cache key: the completion options only for ``lidar_completed`` (so
+        the caches of the other sources keep the keys they had before those options existed)."""
+        d = asdict(self)
+        if self.source != "lidar_completed":
+            d = {k: v for k, v in d.items() if not k.startswith("complete_")}
+        return d
+
+
+#: Values of :attr:`DepthConfig.source`.
+DEPTH_SOURCES = ("auto", "world", "lidar", "lidar_completed")
 
 
 @dataclass(frozen=True)
@@ -270,6 +311,7 @@ class _Keyframe:
     def __init__(self, nusc, sample_token: str, cfg: KeyframeConfig):
         self.nusc, self.token, self.cfg = nusc, sample_token, cfg
         self._rig = None
+        self._native_rig = None
         self._sweeps: dict = {}
 
     @property
@@ -277,6 +319,13 @@ class _Keyframe:
         if self._rig is None:
             self._rig = nd.camera_rig(self.nusc, self.token, self.cfg.image_wh)
         return self._rig
+
+    @property
+    def native_rig(self) -> dict:
+        """The rig with intrinsics at each camera's native image size."""
+        if self._native_rig is None:
+            self._native_rig = nd.camera_rig(self.nusc, self.token, None)
+        return self._native_rig
 
     def sweep(self, nsweeps: int, min_distance: float):
         from .lidar import load_lidar_sweep
@@ -444,13 +493,54 @@ def project_depth(points_ego: np.ndarray, K: np.ndarray, ego_T_cam: np.ndarray, 
     return flat.reshape(h, w).astype(np.float32)
 
 
+def completion_size(native_wh: tuple[int, int], min_width: int) -> tuple[int, int]:
+    """(w, h) pixels at which a camera's LiDAR depth is completed: ``native_wh``, or, when it is
+    narrower than ``min_width``, scaled up to that width with the aspect kept (h rounded)."""
+    w, h = int(native_wh[0]), int(native_wh[1])
+    if w >= min_width:
+        return w, h
+    return int(min_width), max(1, int(round(h * min_width / w)))
+
+
+def completed_lidar_depth(points_ego: np.ndarray, K_native: np.ndarray, ego_T_cam: np.ndarray,
+                          native_wh: tuple[int, int], image_wh: tuple[int, int], dc: DepthConfig) -> np.ndarray:
+    """Dense depth of one camera from LiDAR points: :func:`project_depth` at
+    :func:`completion_size` (``native_wh``, ``dc.complete_min_width``), completed with IP-Basic
+    (:func:`bevlib.depth_completion.complete_depth`, Ku et al. 2018 Sec. III; wozniak2025 Sec. 3.3),
+    nearest-resized to ``image_wh``.
+
+    Args:
+        points_ego: (P, 3) metres, ego frame. K_native: (3, 3) pixels at ``native_wh``.
+        ego_T_cam: (4, 4) maps camera-frame points into the ego frame.
+        native_wh / image_wh: (w, h) pixels. dc: the completion options (``complete_*``, ``min_depth_m``).
+    Returns: (h, w) float32 metres along the optical axis at ``image_wh``; 0 where IP-Basic leaves
+        no depth (with ``complete_extrapolate`` off: above a column's highest return and in holes
+        wider than its small kernels reach).
+    Raises: ValueError from :func:`~bevlib.depth_completion.complete_depth` for bad options.
+    """
+    from PIL import Image
+
+    from ..depth_completion import complete_depth
+
+    cwh = completion_size(native_wh, dc.complete_min_width)
+    K = geo.scale_intrinsics(np.asarray(K_native, np.float64), tuple(native_wh), cwh)
+    sparse = project_depth(points_ego, K, ego_T_cam, cwh, dc.min_depth_m)
+    dense = complete_depth(sparse, max_depth=float(dc.complete_max_depth_m), extrapolate=dc.complete_extrapolate,
+                           blur=dc.complete_blur)
+    if cwh == tuple(image_wh):
+        return dense
+    # nearest: a depth edge must not blend a near and a far surface into a depth that is neither; PIL's
+    # nearest samples each target pixel's centre (as the world depth does), cv2's INTER_NEAREST its corner
+    return np.asarray(Image.fromarray(dense).resize(tuple(int(v) for v in image_wh), Image.NEAREST), np.float32)
+
+
 def _depth(kf: _Keyframe) -> dict:
     from PIL import Image
 
     cfg, dc = kf.cfg, kf.cfg.depth
     cache = None
     if cfg.cache:
-        cache = FieldCache(kf.nusc, "depth", {"image_wh": list(cfg.image_wh), **asdict(dc)})
+        cache = FieldCache(kf.nusc, "depth", {"image_wh": list(cfg.image_wh), **dc.cache_config()})
         hit = cache.load(kf.token)
         if hit is not None and {"depth", "depth_source"} <= hit.keys():
             return {"depth": hit["depth"], "depth_source": str(hit["depth_source"])}
@@ -470,10 +560,13 @@ def _depth(kf: _Keyframe) -> dict:
         rig = kf.rig
         if sw is None:
             depth = np.zeros((len(rig["sd_tokens"]), wh[1], wh[0]), np.float32)
+        elif dc.source == "lidar_completed":
+            depth = np.stack([completed_lidar_depth(sw.points_ego, K, T, native, wh, dc)
+                              for K, T, native in zip(kf.native_rig["K"], rig["ego_T_cam"], kf.native_rig["native_wh"])])
         else:
             depth = np.stack([project_depth(sw.points_ego, K, T, wh, dc.min_depth_m)
                               for K, T in zip(rig["K"], rig["ego_T_cam"])])
-        source = "lidar"
+        source = "lidar_completed" if dc.source == "lidar_completed" else "lidar"
     if cache is not None:
         cache.save(kf.token, {"depth": depth, "depth_source": np.array(source)})
     return {"depth": depth, "depth_source": source}

@@ -3,7 +3,7 @@
 
 Every notebook's parameter dataclass includes :class:`WorldParams`, so the same parameter names
 (``dataroot``, ``version``, ``world_seed``, ``world_scenes``, ``world_keyframes``,
-``world_image_wh``) mean the same thing everywhere, and :func:`resolve_dataroot` is the one place
+``world_image_wh``, ``world_look``, ``world_rig``) mean the same thing everywhere, and :func:`resolve_dataroot` is the one place
 that turns them into a path.
 """
 from __future__ import annotations
@@ -30,7 +30,14 @@ class WorldParams:
     ``dataroot``: a nuScenes folder (real data, e.g. ``/data/sets/nuscenes``), ``"embedded"`` for
     the embedded world, or None for the notebook's default (the embedded world, or the real
     keyframe where a notebook prefers it). The ``world_*`` fields configure the embedded world
-    (:class:`bevlib.data.world.WorldConfig`) and are ignored for a real dataroot.
+    (:class:`bevlib.data.world.WorldConfig`) and are ignored for a real dataroot; ``world_look``
+    is a key of :data:`bevlib.data.world.WORLD_LOOKS` ("nuscenes", or "city": the Cityscapes
+    stand-in with the same labels, for domain transfer). ``world_rig`` is a key of
+    :data:`bevlib.data.world.WORLD_RIGS` ("nuscenes", "lyft" or "once": the combined-datasets
+    paper's three sensor rigs, Sec. 4.1; the LiDAR takes the rig's beam count). The default look
+    and rig keep the world's cache hash.
+
+    Raises: ParameterError naming the parameter when a value is invalid.
     """
 
     dataroot: str | None = None
@@ -39,6 +46,8 @@ class WorldParams:
     world_scenes: int = 6
     world_keyframes: int = 16
     world_image_wh: tuple = (800, 450)    # the world's native camera images (width, height)
+    world_look: str = "nuscenes"          # appearance + camera rig, a key of WORLD_LOOKS
+    world_rig: str = "nuscenes"           # sensor rig (cameras + LiDAR beams), a key of WORLD_RIGS
 
     def __post_init__(self):
         for n in ("world_scenes", "world_keyframes"):
@@ -51,6 +60,11 @@ class WorldParams:
         if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x >= 16 for x in v)):
             raise ParameterError(f"parameter 'world_image_wh' must be two integers (width, height) >= 16, got {v!r}")
         self.world_image_wh = tuple(v)
+        from .world.config import WORLD_LOOKS, WORLD_RIGS
+        if not isinstance(self.world_look, str) or self.world_look not in WORLD_LOOKS:
+            raise ParameterError(f"parameter 'world_look' must be one of {tuple(WORLD_LOOKS)}, got {self.world_look!r}")
+        if not isinstance(self.world_rig, str) or self.world_rig not in WORLD_RIGS:
+            raise ParameterError(f"parameter 'world_rig' must be one of {tuple(WORLD_RIGS)}, got {self.world_rig!r}")
         if not isinstance(self.version, str) or not self.version:
             raise ParameterError(f"parameter 'version' must be a nuScenes version name, got {self.version!r}")
 
@@ -59,7 +73,8 @@ class WorldParams:
         (a subclass may override it, e.g. for a different validation split)."""
         from .world import WorldConfig
         return WorldConfig(seed=self.world_seed, n_scenes=self.world_scenes, keyframes_per_scene=self.world_keyframes,
-                           image_wh=self.world_image_wh, version=self.version)
+                           image_wh=self.world_image_wh, version=self.version, look=self.world_look,
+                           rig=self.world_rig)
 
 
 def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe: bool = False) -> tuple[str, str]:
@@ -80,4 +95,7 @@ def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe
         return str(real), f"the real nuScenes keyframe ({real.name}, {p.version})"
     from .world import ensure_world
     cfg = p.world_config()
-    return str(ensure_world(cfg=cfg, progress=progress)), f"the embedded world (seed {cfg.seed}, {cfg.hash()})"
+    look = "" if cfg.look == "nuscenes" else f", {cfg.look} look"
+    rig = "" if cfg.rig == "nuscenes" else f", {cfg.rig} rig"
+    return (str(ensure_world(cfg=cfg, progress=progress)),
+            f"the embedded world (seed {cfg.seed}{look}{rig}, {cfg.hash()})")

@@ -2,7 +2,10 @@
 
 sinkhorn: log-space Sinkhorn-Knopp; vmf: vMF normaliser and Eq. 2 logits; dino: head, loss, schedules,
 EMA; cribo: joint-view spatial clustering (with S3PT's depth term), object pooling, object queue.
+bev_losses: the combined-datasets paper's BEV InfoNCE between camera and LiDAR BEV cells (Eq. 3) and the
+image MAE loss (Eq. 4).
 """
+from .bev_losses import bev_infonce, mae_loss, mask_patches, patchify, random_patch_mask, sample_bev_cells
 from .cribo import Clustering, ObjectQueue, joint_view_clustering, object_features, positional_cost
 from .dino import DINOHead, DINOLoss, cancel_last_layer_grads, cosine_schedule, ema_update
 from .sinkhorn import sinkhorn_knopp
@@ -10,4 +13,5 @@ from .vmf import log_bessel_iv, log_vmf_normalizer, vmf_logits
 
 __all__ = ["Clustering", "ObjectQueue", "joint_view_clustering", "object_features", "positional_cost",
            "DINOHead", "DINOLoss", "cancel_last_layer_grads", "cosine_schedule", "ema_update",
-           "sinkhorn_knopp", "log_bessel_iv", "log_vmf_normalizer", "vmf_logits"]
+           "sinkhorn_knopp", "log_bessel_iv", "log_vmf_normalizer", "vmf_logits",
+           "bev_infonce", "mae_loss", "mask_patches", "patchify", "random_patch_mask", "sample_bev_cells"]

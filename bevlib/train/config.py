@@ -1,7 +1,8 @@
 """The trainer's settings: one dataclass for every paper (optimiser, schedule, device, checkpoints)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "warmup_cosine", "constant")
@@ -20,6 +21,13 @@ class TrainConfig:
         mmcv ``warmup_ratio=1/3``, ``min_lr_ratio=1e-3``; DINO's warm-up + cosine);
       * ``constant``.
     A task's parameter groups may carry ``lr_mult`` (e.g. BEVFormer's backbone x 0.1).
+
+    Weight decay: constant ``weight_decay`` (a group's own ``weight_decay`` overrides it), or, with
+    ``weight_decay_end`` set, a per-step cosine from each decayed group's start value to
+    ``weight_decay_end`` (DINO's ``cosine_scheduler`` for wd, wozniak2025 Table 5: 0.04 -> 0.4; see
+    :func:`bevlib.train.optim.weight_decay_at`); groups with weight decay 0 (biases, norms) stay 0.
+
+    Raises: ValueError naming the offending field.
     """
 
     epochs: int = 1                     # passes over this run's own training set
@@ -51,6 +59,8 @@ class TrainConfig:
     max_rollbacks: int = 5
     dip_window: int = 0                 # steps; 0: off. A "training dip" (lukkassen2024, appendix):
     dip_factor: float = 1.5             # mean loss of the last dip_window steps > factor x the window before
+    weight_decay_end: float | None = None   # None: constant weight decay; else cosine to this (left out of the
+                                            # run hash while None, so runs from before the field are reused)
 
     def __post_init__(self):
         def bad(msg):
@@ -71,4 +81,18 @@ class TrainConfig:
             bad("keep_checkpoints, num_workers and warmup_steps must be >= 0")
         if not 0.0 < self.min_lr_ratio <= 1.0 or not 0.0 < self.warmup_ratio <= 1.0:
             bad(f"min_lr_ratio and warmup_ratio must be in (0, 1], got {self.min_lr_ratio}, {self.warmup_ratio}")
+        if self.weight_decay_end is not None and not (isinstance(self.weight_decay_end, (int, float))
+                                                      and math.isfinite(self.weight_decay_end)
+                                                      and self.weight_decay_end >= 0):
+            bad(f"weight_decay_end must be None or a finite number >= 0, got {self.weight_decay_end!r}")
         self.betas = tuple(self.betas)
+
+    def hash_dict(self) -> dict:
+        """The fields that identify a run (:func:`bevlib.train.train` hashes them and writes them to
+        ``config.json``): every field, except those of :data:`OMIT_WHEN_NONE` while they are None, so that
+        adding an option does not rename (and retrain) the runs that do not use it."""
+        return {k: v for k, v in asdict(self).items() if not (k in OMIT_WHEN_NONE and v is None)}
+
+
+#: Fields added after runs existed: left out of :meth:`TrainConfig.hash_dict` while None.
+OMIT_WHEN_NONE = ("weight_decay_end",)

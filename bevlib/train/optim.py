@@ -38,6 +38,41 @@ def warmup_cosine_factor(step: int, total: int, warmup: int, warmup_ratio: float
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def weight_decay_at(step: int, total: int, start: float, end: float) -> float:
+    """Weight decay for optimiser ``step`` (0-based, set before that step) of ``total``: DINO's
+    ``cosine_scheduler`` (Caron et al. 2021, ``utils.cosine_scheduler``, no warm-up), used by
+    wozniak2025 (Table 5) for wd 0.04 -> 0.4: ``end + (start - end)(1 + cos(pi step / total)) / 2``;
+    the last step (total - 1) approaches ``end`` without reaching it, as in DINO. Steps past the
+    end keep the last value.
+
+    Raises: ValueError if ``total`` < 1 or ``step`` < 0.
+    """
+    if total < 1 or step < 0:
+        raise ValueError(f"weight_decay_at needs total >= 1 and step >= 0, got step={step}, total={total}")
+    i = min(step, total - 1)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * i / total))
+
+
+class WeightDecaySchedule:
+    """Sets the weight decay of an optimiser's decayed groups from the step alone (nothing stored, so a
+    resumed or rolled-back run gets the same values): each group whose weight decay is > 0 when this
+    object is built follows :func:`weight_decay_at` from that value to ``end``; the others stay as they are.
+
+    Args: opt: the optimiser, just built (before any checkpoint is restored into it); total: optimiser
+        steps of the run; end: ``TrainConfig.weight_decay_end``.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, total: int, end: float):
+        self.opt, self.total, self.end = opt, total, float(end)
+        self.start = [float(g.get("weight_decay", 0.0)) for g in opt.param_groups]
+
+    def apply(self, step: int) -> None:
+        """Set the decays for optimiser step ``step`` (0-based: the number of steps already taken)."""
+        for g, start in zip(self.opt.param_groups, self.start):
+            if start > 0:
+                g["weight_decay"] = weight_decay_at(step, self.total, start, self.end)
+
+
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     """The per-step schedule of ``cfg.schedule`` over ``total_steps`` optimiser steps."""
     if cfg.schedule == "onecycle":

@@ -16,7 +16,6 @@ import statistics
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict
 from functools import reduce
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from . import distributed as dist
 from .checkpoint import (load_checkpoint, load_latest_good, read_metrics, save_checkpoint, step_checkpoints,
                          write_metrics)
 from .config import TrainConfig
-from .optim import build_optimizer, build_scheduler
+from .optim import WeightDecaySchedule, build_optimizer, build_scheduler
 from .task import Task, unwrap
 
 
@@ -233,7 +232,7 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
         raise ValueError("TrainConfig.amp='fp16' needs a CUDA device (use 'bf16' or 'none' on CPU)")
     dist.init(device)
     rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
-    resolved = {"name": name, "task": task.config(), "train": asdict(cfg)}
+    resolved = {"name": name, "task": task.config(), "train": cfg.hash_dict()}
     h = config_hash(resolved)
     run_dir = Path(runs_root) / f"{name}-{h}"
     if (run_dir / "done.json").exists():
@@ -255,6 +254,9 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
     total_steps = cfg.epochs * n_batches
     opt = build_optimizer(task.param_groups(bare), cfg)
     sched = build_scheduler(opt, cfg, total_steps)
+    # built before any restore: the start values are the groups' configured decays, not a checkpoint's
+    wd_sched = WeightDecaySchedule(opt, total_steps, cfg.weight_decay_end) if cfg.weight_decay_end is not None \
+        else None
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     guard = SpikeGuard(cfg.spike_factor, cfg.spike_window, cfg.spike_min_history)
     dip = DipGuard(cfg.dip_window, cfg.dip_factor)
@@ -378,6 +380,8 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
                                   "and skipping that batch", RuntimeWarning, stacklevel=2)
                 rolled_back = True
                 break
+            if wd_sched is not None:
+                wd_sched.apply(pos["step"])
             if scaler is not None:
                 scaler.unscale_(opt)
             if cfg.grad_clip > 0:

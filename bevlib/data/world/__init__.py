@@ -34,6 +34,13 @@ Conventions and simplifications (documented here once):
 * The camera image is a ray-cast: ground texture from a 2-D material raster, boxes as shaded cuboids,
   sky above the horizon; ground further than ``camera._FAR_GROUND`` m is rendered as sky.
 * ``ego_pose``/boxes/rig use the frames of :mod:`bevlib.geometry`.
+* ``WorldConfig.look`` picks the appearance and camera rig (:data:`config.WORLD_LOOKS`): the default
+  "nuscenes" look, or "city", a Cityscapes stand-in (lower, narrower, pitched cameras, grey palette,
+  overcast fog) with the same geometry and labels -- a domain gap for transfer experiments.
+* ``WorldConfig.rig`` picks the sensors (:data:`config.WORLD_RIGS`): "nuscenes" (default, 32-beam
+  LiDAR), "lyft" (64 beams) or "once" (40 beams), each with its own camera mounting; the scenes,
+  boxes and map of a seed are the same for every rig (combined-datasets paper, Sec. 4.1). The rig
+  and the look combine freely.
 
 Modules, in the order the generator uses them:
 
@@ -62,8 +69,9 @@ from bevlib.paths import cache_dir as default_cache_dir
 
 from .camera import _camera_job, _make_camera, _noise_tile
 from .config import (ATTRIBUTES, CAMERA_NAMES, CAMERA_SEMANTIC_CLASSES, LIDAR_NAME, LIDARSEG_CATEGORIES, MAP_LOCATIONS,
-                     NUSCENES_RIG, RIG_IMAGE_WH, VISIBILITY, WorldConfig, _GENERATOR_VERSION, _pose_matrix, _rng,
-                     _token, _write)
+                     NUSCENES_RIG, RIG_IMAGE_WH, VISIBILITY, WORLD_LOOKS, WORLD_RIGS, WorldConfig, WorldLook, WorldRig,
+                     _GENERATOR_VERSION,
+                     _pose_matrix, _rng, _token, _write, camera_rig)
 from .lidar import _Lidar, _lidar_job, _make_lidar
 from .map_expansion import _basemap_png, _map_expansion
 from .raycast import _Scenery
@@ -72,7 +80,9 @@ from .scenery import _actor_boxes, _Boxes, _ego_box, _ego_route, _SCENE_KINDS, _
 from .tables import _json_dump, _scene_name, _scene_tables, _static_tables
 
 __all__ = ["ATTRIBUTES", "CAMERA_NAMES", "CAMERA_SEMANTIC_CLASSES", "LIDAR_NAME", "LIDARSEG_CATEGORIES",
-           "MAP_LOCATIONS", "NUSCENES_RIG", "RIG_IMAGE_WH", "VISIBILITY", "WorldConfig", "camera_depth_path",
+           "MAP_LOCATIONS", "NUSCENES_RIG", "RIG_IMAGE_WH", "VISIBILITY", "WORLD_LOOKS", "WORLD_RIGS", "WorldConfig",
+           "WorldLook", "WorldRig",
+           "camera_depth_path", "camera_rig",
            "camera_semantics_path", "ensure_world", "generate_world", "load_camera_depth", "load_camera_semantics",
            "world_split"]
 
@@ -209,7 +219,8 @@ def _submit_keyframe(pool, out: Path, cfg: WorldConfig, loc: _Location, cameras:
         tok = sd[cam.channel]
         paths = {"jpg": out / files[cam.channel], "sem": out / _SEMANTICS_DIR / f"{tok}.png",
                  "depth": out / _DEPTH_DIR / f"{tok}.png"}
-        jobs[cam.channel] = pool.submit(_camera_job, cam, g_T_e, loc.scenery, boxes, paths, cfg.jpeg_quality)
+        jobs[cam.channel] = pool.submit(_camera_job, cam, g_T_e, loc.scenery, boxes, paths, cfg.jpeg_quality,
+                                        (s, "camera-noise", si, k, cam.channel))
     paths = {"pcd": out / files[LIDAR_NAME],
              "lidarseg": out / "lidarseg" / cfg.version / f"{sd[LIDAR_NAME]}_lidarseg.bin"}
     jobs[LIDAR_NAME] = pool.submit(_lidar_job, lidar, g_T_e, loc.scenery, _Boxes.concat([boxes, _ego_box(g_T_e)]),

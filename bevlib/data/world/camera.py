@@ -10,19 +10,53 @@ import numpy as np
 
 from bevlib.geometry import invert, scale_intrinsics, transform_from
 
-from .config import NUSCENES_RIG, RIG_IMAGE_WH, WorldConfig, _SEM, _write
+from .config import RIG_IMAGE_WH, WORLD_LOOKS, WorldConfig, WorldLook, _SEM, _rng, _write, camera_rig
 from .raycast import _NEAR, _rotate, _Scenery, _slab
-from .roads import _MAT_RGB, _MAT_SEM, _MAT_TEX
-from .scenery import (_BOX_EDGES, _S_BARRIER, _S_BUILDING, _S_CANOPY, _S_CONE, _S_CYCLE, _S_PEDESTRIAN, _S_VEHICLE,
-                      _Boxes)
+from .roads import (_M_ARROW, _M_CROSSWALK, _M_CURB, _M_CW_GAP, _M_LANE_WHITE, _M_LANE_YELLOW, _M_SIDEWALK,
+                    _M_STOP, _M_TERRAIN, _M_ASPHALT, _MAT_RGB, _MAT_SEM, _MAT_TEX)
+from .scenery import (_BOX_EDGES, _S_BARRIER, _S_BUILDING, _S_CANOPY, _S_CONE, _S_CYCLE, _S_PEDESTRIAN,
+                      _S_TRUNK, _S_VEHICLE, _Boxes)
 
 _FAR_GROUND = 300.0           # horizontal range beyond which the ground is drawn as sky
 
 #: Unit vector towards the sun (world frame) for Lambert shading of box faces.
 _SUN = np.array([0.35, 0.25, 0.9]) / np.linalg.norm([0.35, 0.25, 0.9])
-_SKY_TOP = np.array([88, 138, 206], np.float32)
-_SKY_HORIZON = np.array([178, 204, 232], np.float32)
-_HAZE = np.array([186, 200, 216], np.float32)
+
+#: Ground materials each WorldLook.ground_rgb group recolours.
+_GROUND_GROUPS = {"terrain": (_M_TERRAIN,), "sidewalk": (_M_SIDEWALK,), "curb": (_M_CURB,),
+                  "asphalt": (_M_ASPHALT, _M_CW_GAP), "paint_white": (_M_LANE_WHITE, _M_CROSSWALK, _M_STOP, _M_ARROW),
+                  "paint_yellow": (_M_LANE_YELLOW,)}
+#: Box styles each WorldLook.box_grade group regrades.
+_BOX_GROUPS = {"vehicle": (_S_VEHICLE, _S_CYCLE), "human": (_S_PEDESTRIAN,), "building": (_S_BUILDING,),
+               "vegetation": (_S_TRUNK, _S_CANOPY), "movable": (_S_CONE, _S_BARRIER)}
+
+
+@dataclass(frozen=True)
+class _Look:
+    """A :class:`WorldLook` as the arrays the renderer needs (float32 RGB rows)."""
+    spec: WorldLook
+    mat_rgb: np.ndarray           # (n_materials, 3)
+    grade: dict                   # box style -> (saturation, (3, 1) gain)
+    sky_top: np.ndarray
+    sky_horizon: np.ndarray
+    haze: np.ndarray
+    gain: np.ndarray              # (3,) colour_gain
+
+    @property
+    def post(self) -> bool:
+        """Whether the tone curve (contrast / colour gain) is not the identity."""
+        return self.spec.contrast != 1.0 or bool((self.gain != 1.0).any())
+
+
+def _compile_look(name: str) -> _Look:
+    spec = WORLD_LOOKS[name]
+    mat_rgb = _MAT_RGB.copy()
+    for group, rgb in spec.ground_rgb:
+        mat_rgb[list(_GROUND_GROUPS[group])] = rgb
+    grade = {style: (float(sat), np.asarray(gain, np.float32)[:, None])
+             for group, (sat, gain) in spec.box_grade for style in _BOX_GROUPS[group]}
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    return _Look(spec, mat_rgb, grade, f32(spec.sky_top), f32(spec.sky_horizon), f32(spec.haze), f32(spec.colour_gain))
 
 
 def _noise_tile(rng, n: int = 256, sigma: float = 1.5) -> np.ndarray:
@@ -92,10 +126,12 @@ class _Camera:
     out_wh: tuple
     rx: np.ndarray                # (H, W) float32 ray x/z in the camera frame
     ry: np.ndarray
+    look: _Look
+    rig: dict                     # camera_rig(channel, look, rig): what calibrated_sensor records
 
 
 def _make_camera(channel: str, cfg: WorldConfig) -> _Camera:
-    rig = NUSCENES_RIG[channel]
+    rig = camera_rig(channel, cfg.look, cfg.rig)
     K_full = np.array(rig["camera_intrinsic"], np.float64)
     render_wh = (max(16, round(cfg.image_wh[0] * cfg.render_scale)), max(16, round(cfg.image_wh[1] * cfg.render_scale)))
     K = scale_intrinsics(K_full, RIG_IMAGE_WH, render_wh)
@@ -105,7 +141,8 @@ def _make_camera(channel: str, cfg: WorldConfig) -> _Camera:
     ry = (Kinv[1, 1] * v + Kinv[1, 2]).astype(np.float32)
     out_wh = tuple(cfg.image_wh)
     return _Camera(channel, transform_from(rig["translation"], rig["rotation"]),
-                   scale_intrinsics(K_full, RIG_IMAGE_WH, out_wh), K, render_wh, out_wh, rx, ry)
+                   scale_intrinsics(K_full, RIG_IMAGE_WH, out_wh), K, render_wh, out_wh, rx, ry,
+                   _compile_look(cfg.look), rig)
 
 
 def _screen_boxes(cam: _Camera, cam_T_global: np.ndarray, b: _Boxes) -> np.ndarray:
@@ -134,10 +171,12 @@ def _screen_boxes(cam: _Camera, cam_T_global: np.ndarray, b: _Boxes) -> np.ndarr
     return win.astype(np.int64)
 
 
-def _render_camera(cam: _Camera, global_T_ego: np.ndarray, scenery: _Scenery, boxes: _Boxes):
+def _render_camera(cam: _Camera, global_T_ego: np.ndarray, scenery: _Scenery, boxes: _Boxes, rng=None):
     """Ray-cast one image. Returns rgb (H, W, 3) uint8, semantics (H, W) uint8, depth (H, W) float32
     metres along the optical axis (0 = sky), and per box the pixels its surface covers before and
-    after occlusion (two (N,) int arrays), all at the render resolution."""
+    after occlusion (two (N,) int arrays), all at the render resolution. ``rng`` (a
+    numpy Generator) draws the sensor noise of looks with ``noise_sigma`` > 0 and is required then."""
+    look = cam.look
     global_T_cam = global_T_ego @ cam.ego_T_cam
     R, o = global_T_cam[:3, :3], global_T_cam[:3, 3]
     ox, oy, oz = (float(v) for v in o)
@@ -178,7 +217,12 @@ def _render_camera(cam: _Camera, global_T_ego: np.ndarray, scenery: _Scenery, bo
         face = np.where((ax >= ay) & (ax >= az), 0, np.where(ay >= az, 1, 2))
         depth[sl][closer] = t
         ids[sl][closer] = k
-        rgb[:, sl[0], sl[1]][:, closer] = _box_colours(boxes, k, p, face)
+        col = _box_colours(boxes, k, p, face)
+        grade = look.grade.get(int(boxes.style[k]))
+        if grade is not None:   # desaturate towards Rec. 601 luma, then tint
+            luma = np.float32(0.299) * col[0] + np.float32(0.587) * col[1] + np.float32(0.114) * col[2]
+            col = (luma + np.float32(grade[0]) * (col - luma)) * grade[1]
+        rgb[:, sl[0], sl[1]][:, closer] = col
 
     wins = np.bincount(ids[ids >= 0], minlength=len(boxes))
     # Composition runs densely over the whole image, channel by channel: cheaper than boolean
@@ -195,21 +239,33 @@ def _render_camera(cam: _Camera, global_T_ego: np.ndarray, scenery: _Scenery, bo
     coarse = scenery.coarse[np.floor(gy * 1.25).astype(np.int32) & 255, np.floor(gx * 1.25).astype(np.int32) & 255]
     tex = (1.0 + _MAT_TEX[mat] * fine + 0.05 * coarse) * np.where(shadow, np.float32(0.55), np.float32(1.0))
     horizon = np.clip(dz / np.sqrt(dx * dx + dy * dy + dz * dz) * 3.0, 0.0, 1.0)
-    fog = np.where(is_sky, np.float32(0.0), (1.0 - np.exp(-depth / np.float32(220.0))) * np.float32(0.7))
+    fog = np.where(is_sky, np.float32(0.0),
+                   (1.0 - np.exp(-depth / np.float32(look.spec.fog_distance))) * np.float32(look.spec.fog_max))
     for c in range(3):
-        solid = np.where(box_hit, rgb[c], _MAT_RGB[:, c][mat] * tex)
-        sky = _SKY_HORIZON[c] + (_SKY_TOP[c] - _SKY_HORIZON[c]) * horizon
-        rgb[c] = np.where(is_sky, sky, solid * (1.0 - fog) + _HAZE[c] * fog)
+        solid = np.where(box_hit, rgb[c], look.mat_rgb[:, c][mat] * tex)
+        sky = look.sky_horizon[c] + (look.sky_top[c] - look.sky_horizon[c]) * horizon
+        rgb[c] = np.where(is_sky, sky, solid * (1.0 - fog) + look.haze[c] * fog)
+        if look.post:   # fixed pivot, not the image mean, so the response is the same in every image
+            rgb[c] = (np.float32(128.0) + np.float32(look.spec.contrast) * (rgb[c] - np.float32(128.0))) * look.gain[c]
     depth[is_sky] = 0.0
     # A light blur stands in for lens softness and hides some aliasing of the single-sample cast.
     rgb = cv2.GaussianBlur(cv2.merge([np.clip(rgb[c], 0, 255).round().astype(np.uint8) for c in range(3)]), (3, 3), 0.6)
+    if look.spec.noise_sigma > 0:   # sensor noise comes after the optics
+        if rng is None:
+            raise ValueError(f"rng is required: look {look.spec.description!r} has sensor noise")
+        noise = rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(look.spec.noise_sigma)
+        rgb = np.clip(rgb.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
     return rgb, sem, depth, hits, wins
 
 
-def _camera_job(cam: _Camera, global_T_ego, scenery: _Scenery, boxes: _Boxes, files: dict, jpeg_quality: int):
-    """Render one image and write JPEG + semantic PNG + depth PNG; returns (hits, wins) per box."""
+def _camera_job(cam: _Camera, global_T_ego, scenery: _Scenery, boxes: _Boxes, files: dict, jpeg_quality: int,
+                seed_parts: tuple = ()):
+    """Render one image and write JPEG + semantic PNG + depth PNG; returns (hits, wins) per box.
+    ``seed_parts`` names the image's own noise stream (``_rng(*seed_parts)``), so noise does not
+    depend on thread scheduling."""
+    rng = _rng(*seed_parts) if cam.look.spec.noise_sigma > 0 else None
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        rgb, sem, depth, hits, wins = _render_camera(cam, global_T_ego, scenery, boxes)
+        rgb, sem, depth, hits, wins = _render_camera(cam, global_T_ego, scenery, boxes, rng)
     if cam.render_wh != cam.out_wh:
         rgb = cv2.resize(rgb, cam.out_wh, interpolation=cv2.INTER_LINEAR)
         sem = cv2.resize(sem, cam.out_wh, interpolation=cv2.INTER_NEAREST)

@@ -1,5 +1,6 @@
-"""The LiDAR model (HDL-32E-like, mounted as nuScenes' LIDAR_TOP) and its ray-caster: one sweep
-per keyframe with intensity, ring index and a lidarseg label per point."""
+"""The LiDAR model (the rig's roof LiDAR: HDL-32E-like as nuScenes' LIDAR_TOP by default, see
+config.WORLD_RIGS) and its ray-caster: one sweep per keyframe with intensity, ring index (0 = the
+lowest beam) and a lidarseg label per point."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ import numpy as np
 
 from bevlib.geometry import invert, transform_from
 
-from .config import LIDAR_NAME, NUSCENES_RIG, WorldConfig, _rng, _write
+from .config import WORLD_RIGS, WorldConfig, _rng, _write
 from .raycast import _rotate, _Scenery, _slab
 from .roads import _MAT_INTENSITY, _MAT_LSEG, _wrap_angle
 from .scenery import _STYLE_INTENSITY, _Boxes
@@ -23,13 +24,14 @@ class _Lidar:
 
 
 def _make_lidar(cfg: WorldConfig) -> _Lidar:
-    rig = NUSCENES_RIG[LIDAR_NAME]
-    elev = np.radians(np.linspace(-30.67, 10.67, cfg.lidar_beams))
+    rig = WORLD_RIGS[cfg.rig]
+    lo, hi = rig.lidar_elevation_deg
+    elev = np.radians(np.linspace(lo, hi, cfg.lidar_beams))
     A = cfg.lidar_azimuth_steps
     az = -np.pi + (np.arange(A) + 0.5) * (2 * np.pi / A)
     dirs = np.stack([np.cos(elev)[:, None] * np.cos(az)[None], np.cos(elev)[:, None] * np.sin(az)[None],
                      np.broadcast_to(np.sin(elev)[:, None], (len(elev), A))], -1).astype(np.float32)
-    return _Lidar(transform_from(rig["translation"], rig["rotation"]), dirs)
+    return _Lidar(transform_from(rig.lidar["translation"], rig.lidar["rotation"]), dirs)
 
 
 def _cast_lidar(lidar: _Lidar, global_T_ego, scenery: _Scenery, boxes: _Boxes, rng):

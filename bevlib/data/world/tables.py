@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (ATTRIBUTES, CAMERA_NAMES, LIDAR_NAME, LIDARSEG_CATEGORIES, NUSCENES_RIG, VISIBILITY, WorldConfig,
+from .config import (ATTRIBUTES, CAMERA_NAMES, LIDAR_NAME, LIDARSEG_CATEGORIES, VISIBILITY, WORLD_RIGS, WorldConfig,
                      _token, _yaw_quaternion)
 from .scenery import _Boxes
 
@@ -36,8 +36,8 @@ def _static_tables(cfg: WorldConfig, locations: list, cameras: list) -> dict:
                  "log_tokens": [loc.log_token]} for loc in locations],
     }
     for channel in CAMERA_NAMES + (LIDAR_NAME,):
-        rig = NUSCENES_RIG[channel]
         cam = next((c for c in cameras if c.channel == channel), None)
+        rig = cam.rig if cam else WORLD_RIGS[cfg.rig].lidar   # looks move cameras, never the LiDAR
         tables["sensor"].append({"token": _token(s, "sensor", channel), "channel": channel,
                                  "modality": "camera" if cam else "lidar"})
         tables["calibrated_sensor"].append({

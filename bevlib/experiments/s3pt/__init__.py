@@ -5,8 +5,11 @@ DINO multi-crop in :mod:`.multicrop`; the method pieces are :mod:`bevlib.ssl`), 
 segmentation probe with Segmenter's heads (:mod:`.probe`, :mod:`bevlib.models.segmenter`), and the
 real-keyframe check of the IP-Basic depth completion that feeds the depth term of the clustering
 cost (Sec. 3.3; :mod:`.depth_check`; the completion itself is :mod:`bevlib.depth_completion`).
-The ablation of Table 1 (:mod:`.ablation`, notebooks/s3pt_ablation.ipynb); importing
-:mod:`.claims` registers its findings with the scoreboard.
+The notebooks share :mod:`.study` (parameters, prepared worlds, one pretraining run, one probe): the
+ablation of Table 1 / Fig. 5 (:mod:`.ablation`, notebooks/s3pt_ablation.ipynb) and the comparison of
+Tables 2-3 / Fig. 7 (:mod:`.comparison`, notebooks/s3pt_comparison.ipynb, with a second world of
+another look standing in for Cityscapes); importing :mod:`.claims` registers their findings with the
+scoreboard.
 """
 from __future__ import annotations
 
@@ -24,8 +27,13 @@ _EXPORTS = {"camera_T_lidar": ".depth_check", "holdout_split": ".depth_check", "
                                         "KeyframeCameraImages", "paper_config", "paper_train_config", "METHODS")},
             **{n: ".probe" for n in ("FrozenProbeTask", "FrozenProbeModel", "probe_lr_grid", "PAPER_LR_GRID",
                                      "build_backbone", "build_head", "world_camera_items")},
-            **{n: ".ablation" for n in ("AblationParams", "ROWS", "REPORTED_TABLE1", "prepare_ablation", "run_ablation",
-                                        "write_ablation_tables", "ablation_caption", "direction_check")}}
+            **{n: ".study" for n in ("S3PTStudyParams", "StudyData", "prepare_world", "pretrain_run",
+                                     "student_backbone", "class_pixel_share")},
+            **{n: ".ablation" for n in ("AblationParams", "ROWS", "CLAIM_ROWS", "REPORTED_TABLE1", "prepare_ablation",
+                                        "run_ablation", "write_ablation_tables", "ablation_caption", "direction_check")},
+            **{n: ".comparison" for n in ("ComparisonParams", "METHODS", "REPORTED_TABLE2", "REPORTED_TABLE3",
+                                          "prepare_comparison", "run_comparison", "run_fig7", "write_comparison_tables",
+                                          "comparison_caption", "transfer_miou", "share_tokens")}}
 __all__ = sorted(_EXPORTS)
 
 

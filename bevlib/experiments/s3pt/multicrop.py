@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .augment import dino_photometric
+
 __all__ = ["MultiCropConfig", "random_resized_crop_box", "crop_image", "token_positions", "token_depth",
            "multicrop"]
 
@@ -36,8 +38,9 @@ class MultiCropConfig:
     global_scale, local_scale: (min, max) share of the image area of a crop ([0.25, 1] and [0.05, 0.25]).
     ratio: (min, max) crop aspect ratio w/h in pixels (torchvision's default (3/4, 4/3)).
     flip_p: horizontal flip probability (0.5). colour_jitter: strength s of a brightness / contrast /
-    saturation jitter by factors in [1 - s, 1 + s], applied with probability 0.8 (0: off, the default;
-    DINO's colour jitter, grey-scale, blur and solarisation are not reproduced).
+    saturation jitter by factors in [1 - s, 1 + s], applied with probability 0.8 (0: off, the default).
+    dino_augment: DINO's full photometric pipeline per crop instead (:mod:`.augment`: colour jitter,
+    grey-scale, blur, solarisation on the second global crop; False: off, the default).
     Raises: ValueError for bad sizes, scales or probabilities.
     """
     global_size: int | tuple = 224
@@ -49,6 +52,7 @@ class MultiCropConfig:
     ratio: tuple = (3 / 4, 4 / 3)
     flip_p: float = 0.5
     colour_jitter: float = 0.0
+    dino_augment: bool = False
 
     def __post_init__(self):
         if min(_hw(self.global_size) + _hw(self.local_size)) < 1:
@@ -199,10 +203,14 @@ def multicrop(image: np.ndarray, depth: np.ndarray | None, cfg: MultiCropConfig,
                                  ("local", cfg.n_local, cfg.local_scale, cfg.local_size)):
         hw = _hw(size)
         crops, boxes, flips = [], [], []
-        for _ in range(n):
+        for k in range(n):
             box = random_resized_crop_box(height, width, scale, cfg.ratio)
             flip = bool(np.random.uniform() < cfg.flip_p)
-            crops.append(_jitter(crop_image(image, box, hw, flip), cfg.colour_jitter))
+            crop = crop_image(image, box, hw, flip)
+            if cfg.dino_augment:
+                crop = dino_photometric(crop, "local" if kind == "local" else ("global1" if k == 0 else "global2"),
+                                        min(hw))
+            crops.append(_jitter(crop, cfg.colour_jitter))
             boxes.append(box)
             flips.append(flip)
         out[kind] = np.stack(crops) if n else np.zeros((0, *hw, 3), np.uint8)

@@ -74,8 +74,10 @@ class S3PTConfig:
     n_clusters (CrIBo 32, S3PT 128), sk_iters (CrIBo 5, S3PT 1), sinkhorn_lambda (20), n_outer (5),
     pos_alpha (1.0), depth_beta (S3PT Table 7 "depth alpha" 4.0; Table 1 also 0.5, 1; 0 = off),
     queue_size (CrIBo 25,000, S3PT 2,500).
-    lr (5e-4 per 256 images), min_lr (1e-5), warmup_epochs (10), weight_decay (0.04 -> 0.4; only the start
-        value is applied, see :func:`paper_train_config`): read by :func:`paper_train_config` only.
+    lr (5e-4 per 256 images), min_lr (1e-5), warmup_epochs (10), weight_decay (0.04) -> weight_decay_end
+        (0.4) by cosine over all steps (None: constant ``weight_decay``, the setting of runs made before
+        the schedule existed; left out of the task config while None, so those runs are reused): read by
+        :func:`paper_train_config` only.
     Raises: ValueError for an unknown method or bad sizes.
     """
     method: str = "s3pt"
@@ -108,6 +110,7 @@ class S3PTConfig:
     min_lr: float = 1e-5
     warmup_epochs: int = 1           # paper 10
     weight_decay: float = 0.04       # paper 0.04 -> 0.4 (cosine)
+    weight_decay_end: float | None = 0.4
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -119,6 +122,10 @@ class S3PTConfig:
         if not 0 <= self.momentum_teacher <= 1 or self.depth_beta < 0 or self.freeze_last_layer_epochs < 0:
             raise ValueError("S3PTConfig: momentum_teacher must be in [0, 1], depth_beta and "
                              "freeze_last_layer_epochs >= 0")
+        if self.weight_decay_end is not None and not (isinstance(self.weight_decay_end, (int, float))
+                                                      and 0 <= self.weight_decay_end < math.inf):
+            raise ValueError(f"S3PTConfig.weight_decay_end must be None or a finite number >= 0, "
+                             f"got {self.weight_decay_end!r}")
         MultiCropConfig(**self.crops)  # validates the crop settings
 
     @property
@@ -151,9 +158,9 @@ def paper_config(method: str, vit: str = "small", **overrides) -> S3PTConfig:
 
 def paper_train_config(cfg: S3PTConfig, n_train: int, batch_size: int = 256, **overrides) -> TrainConfig:
     """The trainer settings of Tables 5-7: AdamW, lr = cfg.lr x batch/256, linear warm-up over
-    ``warmup_epochs`` then cosine to ``min_lr``, weight decay ``cfg.weight_decay`` (the paper's cosine
-    0.04 -> 0.4 needs a per-step weight-decay hook the trainer does not have), no gradient clipping
-    (ViT-S; ViT-B 0.3: pass ``grad_clip``).
+    ``warmup_epochs`` then cosine to ``min_lr``, weight decay by cosine from ``cfg.weight_decay`` to
+    ``cfg.weight_decay_end`` over all steps (DINO's wd schedule, 0.04 -> 0.4; ``TrainConfig.weight_decay_end``;
+    constant when None), no gradient clipping (ViT-S; ViT-B 0.3: pass ``grad_clip``).
 
     Raises: ValueError for n_train or batch_size < 1.
     """
@@ -161,7 +168,8 @@ def paper_train_config(cfg: S3PTConfig, n_train: int, batch_size: int = 256, **o
         raise ValueError(f"n_train and batch_size must be >= 1, got {n_train}, {batch_size}")
     n_batches = math.ceil(n_train / batch_size)
     lr = cfg.lr * batch_size / 256
-    kw = dict(epochs=cfg.epochs, batch_size=batch_size, lr=lr, weight_decay=cfg.weight_decay, optimizer="adamw",
+    kw = dict(epochs=cfg.epochs, batch_size=batch_size, lr=lr, weight_decay=cfg.weight_decay,
+              weight_decay_end=cfg.weight_decay_end, optimizer="adamw",
               schedule="warmup_cosine", warmup_steps=min(cfg.warmup_epochs * n_batches, cfg.epochs * n_batches),
               warmup_ratio=1e-3, min_lr_ratio=min(1.0, cfg.min_lr / lr), grad_clip=0.0)
     kw.update(overrides)
@@ -245,17 +253,30 @@ class CropDataset(Dataset):
 
 class KeyframeCameraImages:
     """The camera images of keyframes with their depth maps: item i = camera i % 6 of keyframe i // 6,
-    ``(image (h, w, 3) uint8, depth (h, w) float32 metres, 0 = none)`` at ``image_wh`` (world depth on the
-    embedded world, projected LiDAR elsewhere; :func:`bevlib.data.fields.load_keyframe`). The last
-    keyframe is kept in memory (consecutive items often share it)."""
+    ``(image (h, w, 3) uint8 RGB, depth (h, w) float32 metres along the optical axis, 0 = none)`` at
+    ``image_wh`` (:func:`bevlib.data.fields.load_keyframe`, fields ``cameras`` and ``depth``).
 
-    def __init__(self, nusc, sample_tokens, image_wh: tuple[int, int], cache: bool = True):
-        from bevlib.data.fields import KeyframeConfig
+    Args:
+        nusc: the devkit database. sample_tokens: keyframes, in item order.
+        image_wh: (w, h) pixels. cache: keep the depth field in the on-disk field cache.
+        depth_source: :attr:`bevlib.data.fields.DepthConfig.source`: ``"world"`` (the embedded world's
+            exact depth; default), ``"lidar_completed"`` (IP-Basic-completed LiDAR, the paper's depth,
+            wozniak2025 Sec. 3.3), ``"lidar"`` (sparse) or ``"auto"``.
+    Every keyframe is read once, on first access, and then held in memory (about 7 bytes per pixel
+    and camera: 64 keyframes at 112 x 64 take 19 MB), so later epochs read no file; with DataLoader
+    workers each worker fills its own copy.
+    Raises: ValueError for an unknown ``depth_source``; DataError (on access) as ``load_keyframe``.
+    """
+
+    def __init__(self, nusc, sample_tokens, image_wh: tuple[int, int], cache: bool = True,
+                 depth_source: str = "world"):
+        from bevlib.data.fields import DepthConfig, KeyframeConfig
         from bevlib.data.nuscenes_data import CAMERAS
         self.nusc, self.tokens = nusc, list(sample_tokens)
         self.n_cams = len(CAMERAS)
-        self.kcfg = KeyframeConfig(fields=("cameras", "depth"), image_wh=tuple(image_wh), cache=cache)
-        self._last = (None, None)
+        self.kcfg = KeyframeConfig(fields=("cameras", "depth"), image_wh=tuple(image_wh), cache=cache,
+                                   depth=DepthConfig(source=depth_source))
+        self._items: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self):
         return self.n_cams * len(self.tokens)
@@ -263,10 +284,11 @@ class KeyframeCameraImages:
     def __getitem__(self, i):
         from bevlib.data.fields import load_keyframe
         tok = self.tokens[i // self.n_cams]
-        if self._last[0] != tok:
-            self._last = (tok, load_keyframe(self.nusc, tok, self.kcfg))
-        kf = self._last[1]
-        return kf["images"][i % self.n_cams], kf["depth"][i % self.n_cams].astype(np.float32)
+        if tok not in self._items:
+            kf = load_keyframe(self.nusc, tok, self.kcfg)
+            self._items[tok] = (kf["images"], kf["depth"].astype(np.float32))
+        images, depth = self._items[tok]
+        return images[i % self.n_cams], depth[i % self.n_cams]
 
 
 def _ce(targets: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
@@ -307,7 +329,10 @@ class S3PTTask(Task):
 
     # ---- Task API -------------------------------------------------------------------------------------
     def config(self) -> dict:
-        return {"s3pt": asdict(self.cfg), "data": self.data_identity}
+        s3pt = asdict(self.cfg)
+        if s3pt["weight_decay_end"] is None:   # as before the field existed: those runs keep their hash
+            del s3pt["weight_decay_end"]
+        return {"s3pt": s3pt, "data": self.data_identity}
 
     def build_model(self) -> nn.Module:
         model = S3PTModel(self.cfg)

@@ -85,7 +85,8 @@ class ProbeImageDataset(Dataset):
 
     Item: ``{"image": (3, H, W) float32, ImageNet-normalised RGB, "labels": (H, W) int64 in
     ``labels`` indices or its ignore index}`` with (H, W) = ``input_hw`` (image bilinear / area,
-    labels nearest).
+    labels nearest). Each item is decoded and resized once and then kept in memory (uint8; a probe
+    reads every image once per epoch).
 
     Raises: FileNotFoundError (on access) for an unreadable image or a token without a semantic mask.
     """
@@ -94,23 +95,33 @@ class ProbeImageDataset(Dataset):
         self.dataroot, self.items = str(dataroot), list(items)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.lut = world_label_lut(labels)
+        self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, i: int) -> dict:
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from ...data.world import load_camera_semantics
 
-        it = self.items[i]
-        h, w = self.input_hw
-        bgr = cv2.imread(it["image"], cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"cannot read camera image {it['image']}")
-        rgb = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1].astype(np.float32) / 255.0
-        rgb = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-        sem = load_camera_semantics(self.dataroot, it["token"])
-        lab = self.lut[cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST)]
-        return {"image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+        if i not in self._memo:
+            it = self.items[i]
+            h, w = self.input_hw
+            bgr = cv2.imread(it["image"], cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FileNotFoundError(f"cannot read camera image {it['image']}")
+            rgb = np.ascontiguousarray(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)[..., ::-1])
+            sem = load_camera_semantics(self.dataroot, it["token"])
+            self._memo[i] = (rgb, self.lut[cv2.resize(sem, (w, h), interpolation=cv2.INTER_NEAREST)])
+        return self._memo[i]
+
+    def label(self, i: int) -> np.ndarray:
+        """(H, W) uint8 labels of item ``i`` in the label set's indices (ignore index where unlabelled)."""
+        return self._read(i)[1]
+
+    def __getitem__(self, i: int) -> dict:
+        rgb, lab = self._read(i)
+        x = (rgb.astype(np.float32) / 255.0 - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+        return {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
                 "labels": torch.from_numpy(lab.astype(np.int64))}
 
 
