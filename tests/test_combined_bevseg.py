@@ -244,3 +244,25 @@ def test_task_loss_trains_and_evaluate_sums_counts(loss):
     assert got == pytest.approx(multilabel_iou(model(whole), whole["map_masks"]))
     with pytest.raises(ValueError, match="map_masks"):
         task.loss(model, {**batch, "map_masks": batch["map_masks"][:, :3]})
+
+
+def test_head_crop_resamples_the_centred_extent():
+    """A crop of 50 / 51.2 puts each output cell where BEVFusion's grid transform puts it: a map linear in
+    the metric coordinate comes out equal to the output cells' own coordinates (bilinear is exact on it)."""
+    import torch
+
+    from bevlib.experiments.combined.bevseg import BEVSegHead
+
+    head = BEVSegHead(1, 1, fused_channels=1, n_blocks=0, n_classes=1, out_hw=(200, 200), crop=50.0 / 51.2)
+    S, R = 128, 51.2
+    centres = -R + (torch.arange(S, dtype=torch.float64) + 0.5) * 2 * R / S     # input cell centres, metres
+    x = centres.view(1, 1, 1, S).expand(1, 1, S, S).contiguous()
+    out = head.resample(x)
+    want = -50.0 + (torch.arange(200, dtype=torch.float64) + 0.5) * 0.5          # output cell centres, metres
+    assert torch.allclose(out[0, 0, 0], want, atol=1e-6)
+    assert torch.allclose(out[0, 0, :, 7], out[0, 0, 0, 7].expand(200))
+    full = BEVSegHead(1, 1, fused_channels=1, n_blocks=0, n_classes=1, out_hw=(200, 200))
+    assert not torch.allclose(full.resample(x)[0, 0, 0], want, atol=0.1)         # no crop: +-51.2 m, misaligned
+    assert head(x.float(), x.float()).shape == (1, 1, 200, 200)
+    with pytest.raises(ValueError, match="crop"):
+        BEVSegHead(1, 1, crop=1.5)

@@ -50,14 +50,21 @@ class BEVSegHead(nn.Module):
         n_blocks: 3x3 conv-BN-ReLU blocks of the BEV backbone after the fusion conv.
         n_classes: logits per cell (default: ``len(MAP_SEG_CLASSES)``).
         out_hw: output resolution (paper Appendix C.2: 200 x 200, by bilinear interpolation).
+        crop: the share of the input grid's (centred) extent the output covers, e.g. 50 / 51.2 to
+            resample BEVFusion's +-51.2 m input onto its +-50 m map grid (BEVFusion's
+            ``BEVGridTransform``); 1 (default): the whole input.
     Forward: cam (B, Cc, h, w) and lidar (B, Cl, h, w) float on the same BEV grid ->
     (B, n_classes, *out_hw) logits, same dtype.
-    Raises: ValueError for non-positive sizes, or inputs whose batch / spatial shape differ.
+    Raises: ValueError for non-positive sizes, a crop outside (0, 1], or inputs whose batch / spatial
+    shape differ.
     """
 
     def __init__(self, cam_channels: int, lidar_channels: int, fused_channels: int = 256, n_blocks: int = 2,
-                 n_classes: int = len(MAP_SEG_CLASSES), out_hw: tuple[int, int] = (200, 200)):
+                 n_classes: int = len(MAP_SEG_CLASSES), out_hw: tuple[int, int] = (200, 200), crop: float = 1.0):
         super().__init__()
+        if not 0 < crop <= 1:
+            raise ValueError(f"BEVSegHead crop must be in (0, 1], got {crop}")
+        self.crop = float(crop)
         for name, v in dict(cam_channels=cam_channels, lidar_channels=lidar_channels, fused_channels=fused_channels,
                             n_classes=n_classes, out_h=out_hw[0], out_w=out_hw[1]).items():
             if int(v) != v or v < 1:
@@ -78,9 +85,16 @@ class BEVSegHead(nn.Module):
         if cam.shape[1] != self.cam_channels or lidar.shape[1] != self.lidar_channels:
             raise ValueError(f"BEVSegHead expects {self.cam_channels} camera and {self.lidar_channels} LiDAR channels, "
                              f"got {cam.shape[1]} and {lidar.shape[1]}")
-        x = self.backbone(self.fuser(torch.cat([cam, lidar], 1)))
-        x = F.interpolate(x, size=self.out_hw, mode="bilinear", align_corners=False)
-        return self.classifier(x)
+        return self.classifier(self.resample(self.backbone(self.fuser(torch.cat([cam, lidar], 1)))))
+
+    def resample(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) over the input extent -> (B, C, *out_hw) over ``crop`` x that extent, bilinear."""
+        if self.crop == 1.0:
+            return F.interpolate(x, size=self.out_hw, mode="bilinear", align_corners=False)
+        # output cell centres at crop x the input's normalised coordinates (align_corners=False)
+        theta = x.new_tensor([[self.crop, 0.0, 0.0], [0.0, self.crop, 0.0]]).expand(x.shape[0], 2, 3)
+        grid = F.affine_grid(theta, [x.shape[0], x.shape[1], *self.out_hw], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class BEVSegModel(nn.Module):
