@@ -28,11 +28,11 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from bevlib.data.map_masks import BEVSEG_GRID, MAP_SEG_CLASSES, map_masks
-from bevlib.train import Task, load_checkpoint, unwrap
+from bevlib.train import load_checkpoint, unwrap
 
 from .bevseg import BEVDistillAdapter, BEVSegConfig, BEVSegHead, BEVSegModel, BEVSegTask, bevdistill_loss
 from .data import KeyframeItems, collate_keyframes
-from .pretrain import BranchEncoder, CombinedConfig, CombinedModel
+from .pretrain import BranchEncoder, CombinedConfig, CombinedModel, CombinedPretrainTask
 
 __all__ = ["SegKeyframeItems", "collate_seg_keyframes", "build_seg_model", "last_checkpoint", "CombinedSegTask",
            "BEVDistillModel", "BEVDistillTask"]
@@ -184,7 +184,7 @@ class BEVDistillModel(CombinedModel):
         self.distill_adapter = BEVDistillAdapter(cfg.lss_channels, cfg.voxel_config().dim)
 
 
-class BEVDistillTask(Task):
+class BEVDistillTask(CombinedPretrainTask):
     """Self-supervised BEVDistill pre-training (baseline of Table 1, as the paper adapts it): the
     camera BEV (Swin -> LSS, clean images) through the student adapter is aligned with the LiDAR BEV
     (voxel set transformer, detached teacher) by :func:`bevdistill_loss`; no labels, no MAE, no InfoNCE.
@@ -195,7 +195,8 @@ class BEVDistillTask(Task):
         occupied_only: average over BEV cells holding LiDAR points (an empty cell's LiDAR feature is
             the zero vector, whose direction is meaningless) or over all cells.
         data_identity: JSON-able description of the data (part of the run hash).
-    Loss terms: ``{"bevdistill": scalar}``; metrics ``val_bevdistill`` (sample-weighted mean).
+    Loss terms: ``{"bevdistill": scalar}``; metrics ``val_bevdistill`` (sample-weighted mean) and
+    ``val_loss`` (the same). Data, collate, parameter groups and evaluation are the pre-training task's.
     Raises: ValueError from the config; ValueError in :meth:`loss` for batches whose images are not
         ``cfg.image_wh``.
     """
@@ -204,8 +205,8 @@ class BEVDistillTask(Task):
 
     def __init__(self, cfg: CombinedConfig, train_data: Dataset, val_data: Dataset | None = None,
                  occupied_only: bool = True, data_identity: dict | None = None):
-        self.cfg, self.train_data, self.val_data = cfg, train_data, val_data
-        self.occupied_only, self.data_identity = bool(occupied_only), data_identity or {}
+        super().__init__(cfg, train_data, val_data, data_identity)
+        self.occupied_only = bool(occupied_only)
 
     def config(self) -> dict:
         return {"task": "combined_bevdistill", "combined": asdict(self.cfg), "occupied_only": self.occupied_only,
@@ -214,41 +215,12 @@ class BEVDistillTask(Task):
     def build_model(self) -> nn.Module:
         return BEVDistillModel(self.cfg)
 
-    def train_dataset(self) -> Dataset:
-        return self.train_data
-
-    def val_dataset(self) -> Dataset | None:
-        return self.val_data
-
-    def collate(self, items: list):
-        return collate_keyframes(items)
-
-    def param_groups(self, model: nn.Module):
-        """No weight decay on biases, 1-D (norm) parameters and prompts (as the pre-training task)."""
-        decay, no_decay = [], []
-        for name, p in unwrap(model).named_parameters():
-            if p.requires_grad:
-                (no_decay if name.endswith(".bias") or p.ndim == 1 or "prompts." in name else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def loss(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        m, cfg = unwrap(model), self.cfg
-        images = batch["images"]
-        if tuple(images.shape[-2:]) != (cfg.image_wh[1], cfg.image_wh[0]):
-            raise ValueError(f"batch images are {tuple(images.shape[-2:])} (h, w), CombinedConfig.image_wh is "
-                             f"{cfg.image_wh} (w, h)")
-        idx = batch.get("dataset_index")
+    def terms(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None) -> dict:
+        """``{"bevdistill": loss}`` of a batch (deterministic: ``generator`` is unused).
+        Raises: ValueError when the batch's image size differs from ``cfg.image_wh``."""
+        m = unwrap(model)
+        images, idx = self.checked_images(batch), batch.get("dataset_index")
         cam = m.camera_bev(images, batch["K"], batch["ego_T_cam"], idx)
         lidar = m.lidar_bev(batch["points"], idx)
         mask = m.occupancy(batch["points"]) if self.occupied_only else None
         return {"bevdistill": bevdistill_loss(m.distill_adapter(cam), lidar, mask)}
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches, reduce) -> dict[str, float]:
-        total, n = 0.0, 0
-        for batch in batches:
-            b = batch["images"].shape[0]
-            total += float(self.loss(model, batch)["bevdistill"]) * b
-            n += b
-        n = reduce(n)
-        return {"val_bevdistill": float(reduce(total)) / n} if n else {}

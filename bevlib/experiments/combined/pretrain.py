@@ -344,14 +344,19 @@ class CombinedPretrainTask(Task):
         w, h = self.cfg.image_wh
         return (w // self.cfg.mae_patch) * (h // self.cfg.mae_patch)
 
+    def checked_images(self, batch: dict) -> torch.Tensor:
+        """The batch's (B, 6, 3, h, w) images. Raises: ValueError when (h, w) is not ``cfg.image_wh``."""
+        images = batch["images"]
+        if tuple(images.shape[-2:]) != (self.cfg.image_wh[1], self.cfg.image_wh[0]):
+            raise ValueError(f"batch images are {tuple(images.shape[-2:])} (h, w), CombinedConfig.image_wh is "
+                             f"{self.cfg.image_wh} (w, h)")
+        return images
+
     def terms(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None) -> dict:
         """The loss terms of a batch, with masks and cells drawn from ``generator`` (None: global RNG).
         Raises: ValueError when the batch's image size differs from ``cfg.image_wh``."""
         cfg = self.cfg
-        images = batch["images"]
-        if tuple(images.shape[-2:]) != (cfg.image_wh[1], cfg.image_wh[0]):
-            raise ValueError(f"batch images are {tuple(images.shape[-2:])} (h, w), CombinedConfig.image_wh is "
-                             f"{cfg.image_wh} (w, h)")
+        images = self.checked_images(batch)
         B, N = images.shape[:2]
         mask = (random_patch_mask(B * N, self.n_patches(), cfg.mask_ratio, generator, device=images.device)
                 if cfg.use_mae else None)

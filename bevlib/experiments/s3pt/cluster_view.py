@@ -166,9 +166,9 @@ def completed_depth(nusc, sample_token: str, camera: str, image_wh) -> tuple[np.
 
     The LIDAR_TOP keyframe sweep is brought into the camera with the devkit's chain
     (:func:`.depth_check.lidar_in_camera`), projected at the camera's native resolution (nearest return per
-    pixel, z > 1 m; :func:`bevlib.depth_completion.project_lidar_depth`), completed there with IP-Basic
-    (bilateral, extrapolated to the top, 100 m offset; :func:`bevlib.depth_completion.complete_depth`) and
-    the dense map resized to ``image_wh`` (nearest). The returned sparse map is projected again with K
+    pixel, z > 1 m), completed there with IP-Basic (bilateral, extrapolated to the top, 100 m offset) by
+    the ``depth`` field's own :func:`bevlib.data.fields.completed_lidar_depth`, and the dense map resized to
+    ``image_wh`` (nearest). The returned sparse map is projected again with K
     scaled to ``image_wh`` (nearest return per output pixel) rather than nearest-resized, which would drop
     most returns when shrinking.
 
@@ -183,7 +183,9 @@ def completed_depth(nusc, sample_token: str, camera: str, image_wh) -> tuple[np.
     Raises: ValueError for a bad ``image_wh`` or a camera the sample lacks; FileNotFoundError /
         devkit errors for missing files.
     """
-    from ...depth_completion import complete_depth, project_lidar_depth
+    from ...data.fields import DepthConfig, completed_lidar_depth
+    from ...depth_completion import project_lidar_depth
+    from ...geometry import scale_intrinsics
     from .depth_check import lidar_in_camera
 
     wh = tuple(int(v) for v in image_wh)
@@ -192,19 +194,14 @@ def completed_depth(nusc, sample_token: str, camera: str, image_wh) -> tuple[np.
     if camera not in nusc.get("sample", sample_token)["data"]:
         raise ValueError(f"camera {camera!r} is not a sensor of sample {sample_token}")
     lc = lidar_in_camera(nusc, sample_token, camera)
-    native = project_lidar_depth(lc["points_cam"], lc["K"], lc["image_wh"], MIN_DEPTH_M)
-    dense = complete_depth(native, MAX_DEPTH_M, True, "bilateral")
-    if wh == tuple(lc["image_wh"]):
-        return native, dense
-    K = np.asarray(lc["K"], np.float64).copy()
-    sx, sy = wh[0] / lc["image_wh"][0], wh[1] / lc["image_wh"][1]
-    # pixel centres at integers: u' + 0.5 = s (u + 0.5)
-    K[0] *= sx
-    K[1] *= sy
-    K[0, 2] += 0.5 * sx - 0.5
-    K[1, 2] += 0.5 * sy - 0.5
-    sparse = project_lidar_depth(lc["points_cam"], K, wh, MIN_DEPTH_M)
-    return sparse, _resize(dense, wh, nearest=True)
+    native_wh = tuple(lc["image_wh"])
+    # the depth field's own completion (points already in the camera frame: identity ego_T_cam), run at
+    # the native size
+    dc = DepthConfig(source="lidar_completed", min_depth_m=MIN_DEPTH_M, complete_min_width=native_wh[0],
+                     complete_max_depth_m=MAX_DEPTH_M, complete_extrapolate=True, complete_blur="bilateral")
+    dense = completed_lidar_depth(lc["points_cam"], lc["K"], np.eye(4), native_wh, wh, dc)
+    K = lc["K"] if wh == native_wh else scale_intrinsics(lc["K"], native_wh, wh)
+    return project_lidar_depth(lc["points_cam"], K, wh, MIN_DEPTH_M), dense
 
 
 def cluster_colours(n: int, seed: int = 0) -> np.ndarray:

@@ -90,6 +90,8 @@ class ComparisonParams(S3PTStudyParams):
                            world_image_wh=tuple(self.city_image_wh), world_look=self.city_look)
 
     def method_overrides(self, method: str) -> dict:
+        """The :meth:`~.study.S3PTStudyParams.s3pt_config` overrides of a :data:`METHODS` name (DINO with
+        ``dino_local`` local crops). Raises: KeyError for an unknown method."""
         ov = dict(METHODS[method][0])
         if method == "DINO":
             ov["n_local"] = self.dino_local
