@@ -170,3 +170,19 @@ def test_build_seg_model_resamples_onto_the_mask_grid():
     assert build_seg_model(cfg, fused_channels=8, n_blocks=0).head.crop == 1.0
     with pytest.raises(ValueError, match="target_range"):
         build_seg_model(cfg, target_range=2 * cfg.bev_range)
+
+
+def test_only_the_backbones_load_when_asked(pretrain_run):
+    """Appendix D: only Swin and the LiDAR backbone come from the run; LSS keeps the fresh init of the seed."""
+    ck = load_checkpoint(last_checkpoint(pretrain_run))["model"]
+    torch.manual_seed(3)
+    fresh = _branch_state(build_seg_model(CFG, None, prompt_mode="none", **HEAD))
+    torch.manual_seed(3)
+    got = _branch_state(build_seg_model(CFG, pretrain_run, prompt_mode="none", pretrained_parts=("swin", "lidar"),
+                                        **HEAD))
+    for k, v in got.items():
+        ref = ck[k] if k.split(".", 1)[0] in ("swin", "lidar") else fresh[k]
+        assert torch.equal(v, ref), k
+    assert any(not torch.equal(ck[k], fresh[k]) for k in got if k.startswith("lss."))   # LSS was trained
+    with pytest.raises(ValueError, match="pretrained_parts"):
+        build_seg_model(CFG, pretrain_run, pretrained_parts=("swim",), **HEAD)

@@ -34,7 +34,7 @@ from .bevseg import BEVDistillAdapter, BEVSegConfig, BEVSegHead, BEVSegModel, BE
 from .data import KeyframeItems, collate_keyframes
 from .pretrain import BranchEncoder, CombinedConfig, CombinedModel, CombinedPretrainTask
 
-__all__ = ["SegKeyframeItems", "collate_seg_keyframes", "build_seg_model", "last_checkpoint", "CombinedSegTask",
+__all__ = ["SegKeyframeItems", "collate_seg_keyframes", "build_seg_model", "last_checkpoint", "load_pretrained", "CombinedSegTask",
            "BEVDistillModel", "BEVDistillTask"]
 
 #: State-dict prefix of the BEVDistill student adapter, discarded when a run is loaded for fine-tuning.
@@ -93,12 +93,31 @@ def last_checkpoint(run_dir: str | Path) -> Path:
     return cks[-1]
 
 
-def _load_combined(model: CombinedModel, run_dir: str | Path) -> None:
+def load_pretrained(cfg: CombinedConfig, run_dir: str | Path) -> CombinedModel:
+    """A :class:`CombinedModel` of ``cfg`` with the weights of a pre-training run's newest epoch
+    checkpoint (ours or BEVDistill, whose adapter is dropped), in eval mode.
+    Raises: as :func:`build_seg_model` for a missing / corrupt / mismatched run."""
+    model = CombinedModel(cfg)
+    _load_combined(model, run_dir)
+    return model.eval()
+
+
+def _load_combined(model: CombinedModel, run_dir: str | Path, parts=None) -> None:
     path = last_checkpoint(run_dir)
     state = load_checkpoint(path)["model"]
     state = {k: v for k, v in state.items() if not k.startswith(ADAPTER_PREFIX)}
+    if parts is not None:
+        children = {name for name, _ in model.named_children()}
+        unknown = sorted(set(parts) - children)
+        if unknown:
+            raise ValueError(f"pretrained_parts {unknown} are not modules of CombinedModel ({sorted(children)})")
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
+        missing = sorted(k for k in model.state_dict() if k.split(".", 1)[0] in parts and k not in state)
+        if missing:
+            raise ValueError(f"pretrained run {str(run_dir)!r} ({path.name}) lacks {missing[:3]} ... of "
+                             f"pretrained_parts {tuple(parts)}")
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=parts is None)
     except RuntimeError as e:
         # e.g. another CombinedConfig (prompt on / off, widths): the run must match cfg's architecture
         raise ValueError(f"pretrained run {str(run_dir)!r} ({path.name}) does not fit this CombinedConfig: {e}") from e
@@ -106,7 +125,8 @@ def _load_combined(model: CombinedModel, run_dir: str | Path) -> None:
 
 def build_seg_model(cfg: CombinedConfig, pretrained_run: str | Path | None = None, prompt_mode="own",
                     n_classes: int = len(MAP_SEG_CLASSES), fused_channels: int = 256, n_blocks: int = 2,
-                    out_hw: tuple[int, int] = (200, 200), target_range: float | None = None) -> BEVSegModel:
+                    out_hw: tuple[int, int] = (200, 200), target_range: float | None = None,
+                    pretrained_parts=None) -> BEVSegModel:
     """The fused camera + LiDAR BEV map-segmentation model on a (pretrained) :class:`CombinedModel`.
 
     Args:
@@ -127,6 +147,9 @@ def build_seg_model(cfg: CombinedConfig, pretrained_run: str | Path | None = Non
             50 for :data:`~bevlib.data.map_masks.BEVSEG_GRID`); the head resamples the S x S map over
             +-``cfg.bev_range`` onto it (BEVFusion's ``BEVGridTransform``, +-51.2 m -> +-50 m). None:
             +-``cfg.bev_range`` itself.
+        pretrained_parts: CombinedModel modules whose weights are loaded from the run (e.g.
+            ``("swin", "lidar")``: Appendix D's "we just load parameters of Swin-Transformer and DSVT
+            backbones"; the Swin neck is part of ``swin``, LSS keeps its fresh init), or None: all of them.
     Source: paper Appendix C.2 / D; BEVFusion map-segmentation head.
     """
     if target_range is not None and not 0 < target_range <= cfg.bev_range:
@@ -134,7 +157,7 @@ def build_seg_model(cfg: CombinedConfig, pretrained_run: str | Path | None = Non
     crop = 1.0 if target_range is None else float(target_range) / cfg.bev_range
     combined = CombinedModel(cfg)
     if pretrained_run is not None:
-        _load_combined(combined, pretrained_run)
+        _load_combined(combined, pretrained_run, pretrained_parts)
     cam, lidar = BranchEncoder(combined, "camera"), BranchEncoder(combined, "lidar")
     head = BEVSegHead(cam.out_channels, lidar.out_channels, fused_channels=fused_channels, n_blocks=n_blocks,
                       n_classes=n_classes, out_hw=out_hw, crop=crop)

@@ -7,6 +7,8 @@ features become a heatmap; ours (:func:`bev_heatmap`) is the L2 norm over the ch
 BEV ``BEV_img = LSS(f_img(I))`` (Eq. 2, before the projection head: :meth:`.pretrain.CombinedModel.camera_bev`),
 divided by its maximum so each map lies in [0, 1] (0 = no feature, e.g. cells no camera frustum reaches;
 per-map scaling, so maps show where the features concentrate, not how large they are across prompts).
+The panels draw it on a power colour scale (:data:`DISPLAY_GAMMA`): LSS sum-pools the frustum, so the
+cells next to the ego would otherwise hide everything else.
 
 Orientation: the captions say "the x-axis represents the forward (and backward) direction of the
 vehicle", i.e. the plot's horizontal axis is the ego x axis. The figures therefore show ego +x
@@ -31,6 +33,9 @@ from bevlib.models.promptnorm import prompt_norms, set_prompt_mode
 
 __all__ = ["bev_heatmap", "display_heatmap", "display_extent", "heatmap_figure", "heatmap_widget"]
 
+#: Colour scale of the panels: value ** gamma (matplotlib PowerNorm), so that cells far from the ego show.
+DISPLAY_GAMMA = 0.4
+COLORBAR_LABEL = f"norm / max (power scale {DISPLAY_GAMMA})"
 #: Dropdown value of the widget's "model without prompt training" entry.
 BASELINE = "__baseline__"
 
@@ -116,8 +121,11 @@ def display_extent(grid) -> tuple[float, float, float, float]:
 
 
 def _panel(ax, heatmap, grid, title, cmap):
+    from matplotlib.colors import PowerNorm
+
+    # LSS sum-pools the frustum, so the few cells next to the ego dwarf the rest on a linear scale
     im = ax.imshow(display_heatmap(heatmap), origin="upper", extent=display_extent(grid), cmap=cmap,
-                   vmin=0.0, vmax=1.0, interpolation="nearest")
+                   norm=PowerNorm(DISPLAY_GAMMA, vmin=0.0, vmax=1.0), interpolation="nearest")
     # ego at the origin, the triangle pointing forward (+x, right)
     ax.plot([0.0], [0.0], marker=">", markersize=7, color="white", markeredgecolor="black", linestyle="none")
     ax.set_title(title, fontsize=9)
@@ -161,7 +169,7 @@ def heatmap_figure(model, batch: dict, prompts: dict, path, baseline=None, sampl
     im = None
     for ax, (name, hm) in zip(axes[0], panels):
         im = _panel(ax, hm, grid, name, cmap)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label="||BEV feature||$_2$ / max")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.85, label=COLORBAR_LABEL)
     if title:
         fig.suptitle(title, fontsize=10)
     try:
@@ -226,7 +234,7 @@ def heatmap_widget(model, items, names, baseline=None, cmap: str = "jet"):
         with out:
             fig, ax = plt.subplots(figsize=(4.6, 3.8), constrained_layout=True)
             im = _panel(ax, hm, grid, f"sample {i} ({data_name}), {prompt_dd.label}", cmap)
-            fig.colorbar(im, ax=ax, shrink=0.85, label="||BEV feature||$_2$ / max")
+            fig.colorbar(im, ax=ax, shrink=0.85, label=COLORBAR_LABEL)
             plt.show()
             plt.close(fig)
         return hm
