@@ -66,6 +66,12 @@ Ku et al. 2018 report, scaled by pixel count (:func:`bevlib.depth_completion.ben
 lift-splat (written from their description, marked as the reference) and the floor of one read of the
 frustum features; outputs asserted equal; target (reported): >= 2 x faster than the cumsum reference.
 JSON to ``outputs/bench/splat.json``.
+
+``python -m bevlib.bench sparse``: chen2024 CSC's MinkUNet sparse-voxel conv (:mod:`bevlib.models.sparse_conv`,
+:mod:`bevlib.bench_sparse`): the real LIDAR_TOP sweep (or ``--synthetic``) voxelised at 0.1 m, a stride-1
+K = 3 conv 64 -> 64, forward and forward + backward, against one matmul over the kernel map's pairs (the
+compute floor) and dense ``conv3d`` on the occupied bounding grid where it fits ("too large" otherwise;
+``--crop M`` to make it fit), outputs asserted equal; no target. JSON to ``outputs/bench/sparse.json``.
 """
 from __future__ import annotations
 
@@ -85,6 +91,7 @@ import torch.nn.functional as F
 
 from . import native, render
 from .bench_common import SCHEMA_VERSION, _load, _median_ms, environment
+from .bench_sparse import add_sparse_parser, run_sparse
 from .bench_splat import add_splat_parser, run_splat
 from .bench_lidar import (LOVASZ_BATCH, LOVASZ_CLASSES, LOVASZ_HW, RANGEVIT_POINTS, TARGET_LOVASZ_SPEEDUP,  # noqa: F401
                           TARGET_RANGE_SPEEDUP, _rangevit_input, _reference_lovasz_softmax, bench_lovasz, bench_range,
@@ -424,7 +431,10 @@ def main(argv=None) -> int:
     dp.add_argument("--out", default=None, help="JSON path (default <project>/outputs/bench/depth.json)")
     dp.add_argument("--quick", action="store_true", help="fewer repeats, for tests")
     add_splat_parser(sub)
+    add_sparse_parser(sub)
     a = ap.parse_args(argv)
+    if a.what == "sparse":
+        return run_sparse(a, _emit)
     if a.what == "splat":
         return run_splat(a, _emit)
     if a.what == "depth":
