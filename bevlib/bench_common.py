@@ -112,6 +112,34 @@ def bench_result(benchmark: str, config: dict, environment: dict, results: list[
     return out
 
 
+def round_robin(run, names, backward: bool, warmup: int, repeats: int) -> tuple[dict, dict]:
+    """Time ``run(name, backward)`` for every method side by side: ``warmup`` untimed calls each, one
+    call each whose result is kept, then ``repeats`` rounds over all methods in a rotating order (so load
+    from other processes hits each method alike).
+
+    Args:
+        run: callable ``(name, backward) -> result``.
+        names: method names, in order.
+    Returns: ``(outs, samples)``: ``{name: result of the kept call}`` and ``{name: [seconds per round]}``.
+    """
+    import time
+
+    names = list(names)
+    outs = {}
+    for name in names:
+        for _ in range(warmup):
+            run(name, backward)
+        outs[name] = run(name, backward)
+    samples = {name: [] for name in names}
+    for i in range(repeats):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            t1 = time.perf_counter()
+            run(name, backward)
+            samples[name].append(time.perf_counter() - t1)
+    return outs, samples
+
+
 @contextlib.contextmanager
 def torch_timing(threads: int):
     """The process setting every torch benchmark times under, undone on exit.

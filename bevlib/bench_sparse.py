@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bench_common import _median_ms, bench_result, environment, torch_timing
+from .bench_common import _median_ms, bench_result, environment, round_robin, torch_timing
 
 SPARSE_VOXEL_M = 0.1
 SPARSE_CHANNELS = 64
@@ -142,19 +142,8 @@ def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bo
     with torch_timing(threads) as (load_start, reused):
         for p in ("forward", "forward+backward"):
             bw = p != "forward"
-            outs = {}
-            for name in methods:
-                for _ in range(warmup):
-                    run(name, bw)
-                outs[name] = run(name, bw)
             names = list(methods)
-            samples = {name: [] for name in names}
-            for i in range(repeats):
-                k = i % len(names)
-                for name in names[k:] + names[:k]:
-                    t1 = time.perf_counter()
-                    run(name, bw)
-                    samples[name].append(time.perf_counter() - t1)
+            outs, samples = round_robin(run, names, bw, warmup, repeats)
             row = {"pass": p, "ours_ms": _median_ms(samples["ours"]), "mm_floor_ms": _median_ms(samples["mm_floor"]),
                    "dense_ms": _median_ms(samples["dense"]) if run_dense else "too large",
                    **{f"{n}_min_ms": round(1e3 * min(samples[n]), 3) for n in names}}

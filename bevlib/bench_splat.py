@@ -30,7 +30,7 @@ import time
 import torch
 
 from .bench_common import (_median_ms, bench_result, environment, paired_summary, paired_summary_line,
-                           torch_timing)
+                           round_robin, torch_timing)
 
 TARGET_SPLAT_SPEEDUP = 2.0
 SPLAT_IMAGE_HW = (256, 704)
@@ -155,19 +155,8 @@ def bench_splat(repeats: int = 15, warmup: int = 3, threads: int = 2, quick: boo
     with torch_timing(threads) as (load_start, reused):
         for p in ("forward", "forward+backward"):
             bw = p != "forward"
-            outs = {}
-            for name in methods:
-                for _ in range(warmup):
-                    run(name, bw)
-                outs[name] = run(name, bw)
-            samples = {name: [] for name in methods}
             names = list(methods)
-            for i in range(repeats):
-                k = i % len(names)
-                for name in names[k:] + names[:k]:
-                    t1 = time.perf_counter()
-                    run(name, bw)
-                    samples[name].append(time.perf_counter() - t1)
+            outs, samples = round_robin(run, names, bw, warmup, repeats)
             (yo, go), (yr, gr) = outs["ours"], outs["cumsum"]
             row = {"pass": p, **{f"{n}_ms": _median_ms(samples[n]) for n in names},
                    **{f"{n}_min_ms": round(1e3 * min(samples[n]), 3) for n in names},

@@ -344,3 +344,20 @@ def test_weight_decay_schedule_in_training(tmp_path, monkeypatch):
     const = load_checkpoint(latest_checkpoint(run(tmp_path / "c", cfg_(epochs=2, weight_decay=0.04),
                                                   TwoGroupToyTask())))
     assert any(not torch.equal(a["model"][k], const["model"][k]) for k in a["model"] if k.endswith("weight"))
+
+
+def test_decay_groups_split_by_name_shape_and_exclusion():
+    import torch.nn as nn
+
+    from bevlib.train import decay_groups
+
+    m = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    m.prompts = nn.Embedding(3, 5)
+    m[2].weight.requires_grad_(False)                      # frozen: in neither group
+    decay, no_decay = decay_groups(m.named_parameters(), exclude=("prompts.",))
+    ids = lambda ps: {id(p) for p in ps}                   # noqa: E731
+    assert ids(decay["params"]) == {id(m[0].weight)}
+    assert ids(no_decay["params"]) == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[2].bias),
+                                       id(m.prompts.weight)}
+    assert no_decay["weight_decay"] == 0.0 and "weight_decay" not in decay
+    assert id(m.prompts.weight) in ids(decay_groups(m.named_parameters())[0]["params"])   # 2-D: decayed by default

@@ -7,12 +7,12 @@ checkpoints), on one process or many (``torchrun``). See :mod:`bevlib.train.trai
 from .checkpoint import (CheckpointError, checkpoint_at, latest_checkpoint, load_checkpoint, load_latest_good,
                          read_metrics, save_checkpoint, step_checkpoints, write_metrics)
 from .config import TrainConfig
-from .optim import WeightDecaySchedule, build_optimizer, build_scheduler, warmup_cosine_factor, weight_decay_at
+from .optim import WeightDecaySchedule, build_optimizer, decay_groups, build_scheduler, warmup_cosine_factor, weight_decay_at
 from .task import Task, unwrap
 from .trainer import (DipGuard, SpikeGuard, TrainingDiverged, epoch_batches, evaluate, resolve_device, split_batch,
                       to_device, train)
 
-__all__ = ["CheckpointError", "DipGuard", "SpikeGuard", "Task", "TrainConfig", "TrainingDiverged", "build_optimizer",
+__all__ = ["decay_groups", "CheckpointError", "DipGuard", "SpikeGuard", "Task", "TrainConfig", "TrainingDiverged", "build_optimizer",
            "build_scheduler", "checkpoint_at", "epoch_batches", "evaluate", "latest_checkpoint", "load_checkpoint",
            "load_latest_good", "read_metrics", "resolve_device", "save_checkpoint", "split_batch",
            "step_checkpoints", "to_device", "train", "unwrap", "warmup_cosine_factor", "weight_decay_at", "WeightDecaySchedule",

@@ -27,6 +27,22 @@ def build_optimizer(param_groups, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
+def decay_groups(named_parameters, exclude: tuple[str, ...] = ()) -> list[dict]:
+    """Two parameter groups as DINO / timm build them: weight decay on the rest, none on biases, 1-D
+    (norm) parameters and names containing any of ``exclude`` (e.g. ``"prompts."``); frozen parameters
+    (``requires_grad=False``) are left out.
+
+    Args: named_parameters: iterable of (name, parameter), e.g. ``module.named_parameters()``.
+    Returns: ``[{"params": decayed}, {"params": not decayed, "weight_decay": 0.0}]`` for :func:`build_optimizer`.
+    """
+    decay, no_decay = [], []
+    for name, p in named_parameters:
+        if p.requires_grad:
+            skip = name.endswith(".bias") or p.ndim == 1 or any(e in name for e in exclude)
+            (no_decay if skip else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def warmup_cosine_factor(step: int, total: int, warmup: int, warmup_ratio: float, min_ratio: float) -> float:
     """lr / base lr at optimiser ``step`` (0-based) of ``total``: linear from ``warmup_ratio`` to 1
     over ``warmup`` steps (mmcv's linear warm-up), then cosine from 1 to ``min_ratio`` over the

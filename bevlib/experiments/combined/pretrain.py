@@ -50,7 +50,7 @@ from bevlib.models.lss import LSSTransform, SwinBackbone
 from bevlib.models.promptnorm import dataset_prompt, prompt_norms, replace_layernorms
 from bevlib.models.voxel_transformer import VoxelSetTransformer, VoxelSetTransformerConfig
 from bevlib.ssl.bev_losses import bev_infonce, mae_loss, mask_patches, patchify, random_patch_mask
-from bevlib.train import Task, TrainConfig, unwrap
+from bevlib.train import Task, TrainConfig, decay_groups, unwrap
 from bevlib.voxel import VoxelGrid
 
 from .data import POINT_FEATURES, collate_keyframes
@@ -334,11 +334,7 @@ class CombinedPretrainTask(Task):
 
     def param_groups(self, model: nn.Module):
         """No weight decay on biases, 1-D (norm) parameters and the dataset prompts."""
-        decay, no_decay = [], []
-        for name, p in unwrap(model).named_parameters():
-            if p.requires_grad:
-                (no_decay if name.endswith(".bias") or p.ndim == 1 or "prompts." in name else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return decay_groups(unwrap(model).named_parameters(), exclude=("prompts.",))
 
     def n_patches(self) -> int:
         w, h = self.cfg.image_wh

@@ -51,7 +51,7 @@ from torch.utils.data import Dataset
 from bevlib.data.superpoints import pool, superpoints
 from bevlib.models.minkunet import MinkUNet, MinkUNetConfig, paper_config as mink_paper_config, tiny_config
 from bevlib.ssl.csc import MMPB, prototype_contrast, prototype_loss_active, semantic_prototypes, superpixel_contrast
-from bevlib.train import Task, unwrap
+from bevlib.train import Task, decay_groups, unwrap
 
 __all__ = ["CSCItems", "collate_csc", "CSCConfig", "CSCModel", "CSCPretrainTask", "table5_config", "TABLE5_ROWS",
            "state_dict_digest"]
@@ -495,11 +495,7 @@ class CSCPretrainTask(Task):
     def param_groups(self, model: nn.Module):
         """Trainable parameters only (the frozen encoder is left out); no weight decay on biases and 1-D
         (norm) parameters."""
-        decay, no_decay = [], []
-        for name, p in unwrap(model).named_parameters():
-            if p.requires_grad:
-                (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return decay_groups(unwrap(model).named_parameters())
 
     @property
     def epoch(self) -> int:

@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from bevlib.ssl import DINOHead, DINOLoss, ObjectQueue, cosine_schedule, ema_update, joint_view_clustering, \
     object_features
-from bevlib.train import Task, TrainConfig, unwrap
+from bevlib.train import Task, TrainConfig, decay_groups, unwrap
 
 from .multicrop import MultiCropConfig, multicrop
 
@@ -355,11 +355,7 @@ class S3PTTask(Task):
     def param_groups(self, model: nn.Module):
         """Student parameters only (the teacher follows by EMA); DINO's groups: no weight decay on biases
         and 1-D (norm) parameters."""
-        decay, no_decay = [], []
-        for name, p in unwrap(model).student.named_parameters():
-            if p.requires_grad:
-                (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return decay_groups(unwrap(model).student.named_parameters())
 
     @property
     def epoch(self) -> int:
