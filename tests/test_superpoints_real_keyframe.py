@@ -102,3 +102,21 @@ def test_real_superpixels_and_superpoint_statistics(real, tmp_path):
     on = sp.camera == c
     path = superpoint_figure(item["images"][c], maps[c], sp.uv[on], sp.superpoint[on], tmp_path / "superpoints.png")
     assert path.exists() and path.stat().st_size > 10_000
+
+
+def test_real_keyframe_superpoint_artefact(real, tmp_path):
+    """The outputs/ artefact's statistics equal a direct count on the same superpoints."""
+    from bevlib.experiments.csc.real_keyframe import real_keyframe_superpoints
+
+    nusc, token, item = real
+    stats = real_keyframe_superpoints(tmp_path)
+    h, w = item["images"].shape[1:3]
+    sp = superpoints(item["lidar_points"], item["superpixels"], item["K"], item["ego_T_cam"], (h, w))
+    seen = sp.superpoint >= 0
+    counts = np.bincount(sp.superpoint[seen])
+    assert stats["points"] == len(item["lidar_points"]) and stats["share_seen"] == seen.mean()
+    assert stats["points_per_superpoint_median"] == np.median(counts[counts > 0])
+    assert sum(stats["per_camera"].values()) == seen.sum()
+    assert len(stats["figures"]) == 6 and all((tmp_path / f"superpoints_{c}.png").stat().st_size > 0
+                                              for c in nd.CAMERAS)
+    assert (tmp_path / "stats.json").exists() and (tmp_path / "stats.md").exists()
