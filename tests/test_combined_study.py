@@ -80,7 +80,7 @@ def test_three_rig_worlds_and_their_mixture(worlds):
     assert len(ds) == sum(n * r for n, r in counts) == 15
     idx = [int(ds[i]["dataset_index"]) for i in range(len(ds))]
     assert np.bincount(idx, minlength=3).tolist() == [4, 4, 7]
-    assert ident["once"] == {"dataroot": worlds["once"].dataroot, "n": 7, "repeat": 4 // 4}
+    assert ident["once"] == {"dataroot": worlds["once"].dataroot, "n": 7, "repeat": 1}
     single, _ = st.pretrain_data(worlds, ("nuscenes",))
     assert isinstance(single, KeyframeItems) and len(single) == len(worlds["nuscenes"].train_tokens)
     assert single[0]["dataset_index"] == 0
