@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .io import atomic_write_text
 
 
@@ -70,3 +72,41 @@ def write_table(rows: list[dict], out_dir: str | Path, stem: str, keys: Sequence
     lines += ["| " + " | ".join([*(str(r[k]) for k in keys), *(cell(r, c) for c in columns)]) + " |" for r in rows]
     md_path = atomic_write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def mean_std(values) -> tuple[float, float]:
+    """(mean, sample standard deviation) of the finite ``values``; std NaN for one value, both NaN for none."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"))
+
+
+def summary_rows(results: dict, metrics=("miou",), reported: dict | None = None, ref: str = "") -> list[dict]:
+    """One measured row per method (mean and std over seeds of each metric, ``n_seeds``), then the paper's
+    rows labelled ``reported (<ref>)`` (the layout of every multi-seed table beside a paper's numbers).
+
+    Args:
+        results: ``{row: [per-seed dict with the metrics and "seed"]}`` in table order.
+        reported: ``{row: {metric: (mean, std)}}`` of the paper, or None.
+    Returns: rows for :func:`bevlib.tables.write_table` with ``<metric>`` and ``<metric>_std``.
+    """
+    rows = []
+    for name, recs in results.items():
+        r = {"method": name, "source": "measured", "n_seeds": len(recs)}
+        for m in metrics:
+            r[m], r[f"{m}_std"] = (round(x, 2) for x in mean_std([x[m] for x in recs]))
+        rows.append(r)
+    for name, vals in (reported or {}).items():
+        r = {"method": name, "source": f"reported ({ref})" if ref else "reported", "n_seeds": ""}
+        for m in metrics:
+            mean, std = vals.get(m, (float("nan"), float("nan")))
+            r[m], r[f"{m}_std"] = mean, std
+        rows.append(r)
+    return rows
+
+
+def seed_rows(results: dict, metrics=("miou",)) -> list[dict]:
+    """One measured row per (method, seed): the scoreboard's table."""
+    return [{"method": name, "source": "measured", "seed": x["seed"], **{m: round(x[m], 2) for m in metrics}}
+            for name, recs in results.items() for x in recs]

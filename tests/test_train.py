@@ -361,3 +361,19 @@ def test_decay_groups_split_by_name_shape_and_exclusion():
                                        id(m.prompts.weight)}
     assert no_decay["weight_decay"] == 0.0 and "weight_decay" not in decay
     assert id(m.prompts.weight) in ids(decay_groups(m.named_parameters())[0]["params"])   # 2-D: decayed by default
+
+
+def test_eval_every_scores_every_kth_and_the_last_epoch(tmp_path):
+    d = run(tmp_path, cfg_(epochs=4, eval_every=3))
+    rows = read_metrics(d)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    scored = [r["epoch"] for r in rows if r.get("accuracy") not in ("", None)]
+    assert scored == [3, 4]                                             # every 3rd and the last
+    assert all(np.isfinite(r["train_loss"]) for r in rows)              # the loss is logged every epoch
+    full = read_metrics(run(tmp_path, cfg_(epochs=4), name="every"))
+    assert rows[-1]["accuracy"] == full[-1]["accuracy"]                 # evaluating less does not change training
+    assert "eval_every" not in cfg_().hash_dict()                       # None keeps earlier runs' names
+    assert d != run(tmp_path, cfg_(epochs=4)) and (d / "done.json").exists()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="eval_every"):
+            cfg_(eval_every=bad)

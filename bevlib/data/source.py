@@ -99,3 +99,25 @@ def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe
     rig = "" if cfg.rig == "nuscenes" else f", {cfg.rig} rig"
     return (str(ensure_world(cfg=cfg, progress=progress)),
             f"the embedded world (seed {cfg.seed}{look}{rig}, {cfg.hash()})")
+
+
+def open_split(p: WorldParams, needs: str = "the notebook", hint: str = "'world_scenes' or 'dataroot'",
+               progress: bool = True) -> tuple[str, str, object, list, list]:
+    """Open the dataset of ``p`` (the embedded world is generated if needed) and its keyframes in the devkit's
+    train / val scene split (:func:`bevlib.data.nuscenes_data.split_scenes`).
+
+    Args: needs: who needs both splits (for the error); hint: the parameter(s) to change.
+    Returns: (dataroot, description for captions, NuScenes, train ``sample_token``s, val ``sample_token``s), the
+        tokens in scene and time order.
+    Raises: ParameterError naming the dataroot, ``needs`` and ``hint`` when a split has no keyframe.
+    """
+    from .nuscenes_data import open_nuscenes, scene_sample_tokens, split_scenes
+
+    root, desc = resolve_dataroot(p, progress=progress)
+    nusc = open_nuscenes(root, p.version)
+    s = split_scenes(nusc)
+    tr, va = scene_sample_tokens(nusc, s["train"]), scene_sample_tokens(nusc, s["val"])
+    if not tr or not va:
+        raise ParameterError(f"dataroot {root!r} ({p.version}) has {len(tr)} train and {len(va)} val keyframes; "
+                             f"{needs} needs both (parameter {hint})")
+    return root, desc, nusc, tr, va

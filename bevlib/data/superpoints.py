@@ -155,9 +155,28 @@ def pool(features: torch.Tensor, ids, n: int, reduce: str = "mean") -> tuple[tor
     return out, counts
 
 
+def id_colours(ids) -> np.ndarray:
+    """A fixed pseudo-random RGB colour per integer id (superpoints, superpixels, clusters).
+
+    Args:
+        ids: (N,) int ids (any shape is flattened), numpy, torch or a sequence.
+    Returns: (N, 3) float64 RGB in [0, 1]; the same id always gets the same colour; ids < 0
+        (e.g. points seen by no camera) get grey 0.6. Hues come from matplotlib's 256-entry
+        ``hsv`` colormap, so ids 0..148 get distinct colours and larger id sets repeat some.
+    """
+    from matplotlib import colormaps
+
+    ids = np.asarray(ids).reshape(-1).astype(np.int64)
+    # golden-ratio hues: neighbouring ids get distant colours
+    hue = (ids.astype(np.float64) * 0.6180339887) % 1.0
+    rgb = colormaps["hsv"](hue)[:, :3].astype(np.float64)
+    rgb[ids < 0] = 0.6
+    return rgb
+
+
 def superpoint_figure(image, superpixel_ids, uv, superpoint_ids, path, title: str | None = None) -> Path:
     """Save a PNG of one camera: the image with its superpixel boundaries (white) and the LiDAR
-    points projected into it, coloured by superpoint (a fixed pseudo-random colour per id).
+    points projected into it, coloured by superpoint (a fixed pseudo-random colour per id, :func:`id_colours`).
 
     Args:
         image: (H, W, 3) uint8 RGB. superpixel_ids: (H, W) int ids.
@@ -166,7 +185,6 @@ def superpoint_figure(image, superpixel_ids, uv, superpoint_ids, path, title: st
     Returns: the written path (atomic write, :func:`bevlib.io.atomic_savefig`).
     Raises: ValueError naming ``image``, ``superpixel_ids``, ``uv`` or ``superpoint_ids`` on a shape mismatch.
     """
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -185,14 +203,12 @@ def superpoint_figure(image, superpixel_ids, uv, superpoint_ids, path, title: st
     edge[1:, :] |= sp[1:, :] != sp[:-1, :]
     shown = image.copy()
     shown[edge] = 255
-    # golden-ratio hues: neighbouring ids get distant colours
-    hue = (ids.astype(np.float64) * 0.6180339887) % 1.0
     # a bare Figure on the Agg canvas: no pyplot state, no backend switch for an open notebook
     fig = Figure(figsize=(image.shape[1] / 100, image.shape[0] / 100), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.imshow(shown)
-    ax.scatter(uv[:, 0], uv[:, 1], c=colormaps["hsv"](hue), s=2, linewidths=0)
+    ax.scatter(uv[:, 0], uv[:, 1], c=id_colours(ids), s=2, linewidths=0)
     ax.set_xlim(-0.5, image.shape[1] - 0.5)
     ax.set_ylim(image.shape[0] - 0.5, -0.5)
     ax.axis("off")

@@ -10,7 +10,7 @@ import importlib
 from typing import Sequence
 
 #: Paper modules in this package (``bevlib.experiments.<name>``) that register scoreboard claims.
-PAPERS = ("busch2026", "multivit", "s3pt", "combined")
+PAPERS = ("busch2026", "multivit", "s3pt", "combined", "csc")
 
 
 def import_papers(papers: Sequence[str] | None = None) -> list[str]:

@@ -61,6 +61,8 @@ class TrainConfig:
     dip_factor: float = 1.5             # mean loss of the last dip_window steps > factor x the window before
     weight_decay_end: float | None = None   # None: constant weight decay; else cosine to this (left out of the
                                             # run hash while None, so runs from before the field are reused)
+    eval_every: int | None = None       # evaluate after every k-th epoch and the last; None: after every epoch
+                                        # (left out of the run hash while None, as weight_decay_end)
 
     def __post_init__(self):
         def bad(msg):
@@ -85,6 +87,9 @@ class TrainConfig:
                                                       and math.isfinite(self.weight_decay_end)
                                                       and self.weight_decay_end >= 0):
             bad(f"weight_decay_end must be None or a finite number >= 0, got {self.weight_decay_end!r}")
+        if self.eval_every is not None and (isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int)
+                                            or self.eval_every < 1):
+            bad(f"eval_every must be None or an integer >= 1, got {self.eval_every!r}")
         self.betas = tuple(self.betas)
 
     def hash_dict(self) -> dict:
@@ -95,4 +100,4 @@ class TrainConfig:
 
 
 #: Fields added after runs existed: left out of :meth:`TrainConfig.hash_dict` while None.
-OMIT_WHEN_NONE = ("weight_decay_end",)
+OMIT_WHEN_NONE = ("weight_decay_end", "eval_every")

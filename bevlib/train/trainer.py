@@ -431,7 +431,9 @@ def train(task: Task, cfg: TrainConfig, runs_root: str | Path, name: str, progre
         if rolled_back:
             continue
         pos["batch"] = len(batches)
-        m = evaluate(task, model, val_ds, cfg, device)
+        # a fine-tuning run with many short epochs is scored at its end; its loss is still logged per epoch
+        due = cfg.eval_every is None or epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+        m = evaluate(task, model, val_ds, cfg, device) if due else {}
         row = {"epoch": epoch, "step": pos["step"], "total_step": cfg.step_offset + pos["step"],
                "train_loss": sum(l["loss"] for l in epoch_logs) / max(1, len(epoch_logs)), **m}
         for k in (epoch_logs[0] if epoch_logs else {}):

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from ...data.dataset import KeyframeStore
 from ...data.fields import KeyframeConfig
-from ...data.nuscenes_data import BEVTargetConfig, half_subset, open_nuscenes, scene_sample_tokens, split_scenes
-from ...data.source import resolve_dataroot
-from ...params import ParameterError
+from ...data.nuscenes_data import BEVTargetConfig, half_subset
+from ...data.source import open_split
 from ...paths import outputs_dir
 from ...train import TrainConfig, checkpoint_at, read_metrics, train
 from .params import Table1Params
@@ -54,14 +53,7 @@ def prepare(p: Table1Params) -> Experiment:
     """
     from ...data.pseudo import cache_pseudo_labels
 
-    dataroot, _ = resolve_dataroot(p, progress=p.progress)
-    nusc = open_nuscenes(dataroot, p.version)
-    splits = split_scenes(nusc)
-    train_tokens = scene_sample_tokens(nusc, splits["train"])
-    val_tokens = scene_sample_tokens(nusc, splits["val"])
-    if not train_tokens or not val_tokens:
-        raise ParameterError(f"dataroot {dataroot!r} ({p.version}) has {len(train_tokens)} train and "
-                             f"{len(val_tokens)} val keyframes; Table I needs both")
+    dataroot, _, nusc, train_tokens, val_tokens = open_split(p, "Table I", progress=p.progress)
     labeler = make_labeler(p)
     # val keyframes get pseudo-labels too: Fig. 5 shows them beside the prediction.
     cams = [sd for tok in train_tokens + val_tokens for sd in _camera_tokens(nusc, tok)]

@@ -16,7 +16,6 @@ and the fine-tuning run of a row (the paper reports mean ± std without saying w
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from ...data.source import EMBEDDED, WorldParams
 from ...params import ParameterError
 from ...paths import outputs_dir
+from ...tables import seed_rows, summary_rows
 from ...train import TrainConfig, read_metrics, train
 
 #: The rigs, in dataset-index order (nuScenes 0, Lyft 1, ONCE 2: the prompt indices).
@@ -196,20 +196,13 @@ def prepare_worlds(p: CombinedStudyParams, rigs=RIGS) -> StudyWorlds:
 
     Raises: ParameterError naming the rig's parameter when a split is empty.
     """
-    from ...data.nuscenes_data import open_nuscenes, scene_sample_tokens, split_scenes
-    from ...data.source import resolve_dataroot
+    from ...data.source import open_split
 
     worlds = {}
     for rig in rigs:
-        wp = p.rig_params(rig)
-        root, desc = resolve_dataroot(wp, progress=p.progress)
-        nusc = open_nuscenes(root, wp.version)
-        s = split_scenes(nusc)
-        tr, va = scene_sample_tokens(nusc, s["train"]), scene_sample_tokens(nusc, s["val"])
-        if not tr or not va:
-            name = "world_scenes" if rig == "nuscenes" else f"{rig}_scenes"
-            raise ParameterError(f"the {RIG_TITLES[rig]} dataset at {root!r} has {len(tr)} train and {len(va)} val "
-                                 f"keyframes; need both (parameter {name!r} or its dataroot)")
+        name = "world_scenes" if rig == "nuscenes" else f"{rig}_scenes"
+        root, desc, nusc, tr, va = open_split(p.rig_params(rig), f"the {RIG_TITLES[rig]} dataset",
+                                              f"{name!r} or its dataroot", progress=p.progress)
         worlds[rig] = RigWorld(rig, nusc, root, desc, tr, va)
     return StudyWorlds(p, worlds)
 
@@ -326,44 +319,6 @@ def finetune_run(worlds: StudyWorlds, pretrained_run, seed: int, prompt: bool = 
     last = read_metrics(run)[-1]
     per_class = {k[:-4]: float(v) for k, v in last.items() if k.endswith("_iou")}
     return {"miou": float(last["miou"]), "per_class": per_class, "run_dir": run}
-
-
-def mean_std(values) -> tuple[float, float]:
-    """(mean, sample standard deviation) of the finite ``values``; std NaN for one value, both NaN for none."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return float("nan"), float("nan")
-    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"))
-
-
-def summary_rows(results: dict, metrics=("miou",), reported: dict | None = None, ref: str = "") -> list[dict]:
-    """One measured row per method (mean and std over seeds of each metric, ``n_seeds``), then the paper's
-    rows labelled ``reported (<ref>)``.
-
-    Args:
-        results: ``{row: [per-seed dict with the metrics and "seed"]}`` in table order.
-        reported: ``{row: {metric: (mean, std)}}`` of the paper, or None.
-    Returns: rows for :func:`bevlib.tables.write_table` with ``<metric>`` and ``<metric>_std``.
-    """
-    rows = []
-    for name, recs in results.items():
-        r = {"method": name, "source": "measured", "n_seeds": len(recs)}
-        for m in metrics:
-            r[m], r[f"{m}_std"] = (round(x, 2) for x in mean_std([x[m] for x in recs]))
-        rows.append(r)
-    for name, vals in (reported or {}).items():
-        r = {"method": name, "source": f"reported ({ref})" if ref else "reported", "n_seeds": ""}
-        for m in metrics:
-            mean, std = vals.get(m, (float("nan"), float("nan")))
-            r[m], r[f"{m}_std"] = mean, std
-        rows.append(r)
-    return rows
-
-
-def seed_rows(results: dict, metrics=("miou",)) -> list[dict]:
-    """One measured row per (method, seed): the scoreboard's table."""
-    return [{"method": name, "source": "measured", "seed": x["seed"], **{m: round(x[m], 2) for m in metrics}}
-            for name, recs in results.items() for x in recs]
 
 
 def write_study_table(results: dict, out_dir, stem: str, caption: str, title: str, reported: dict | None = None,

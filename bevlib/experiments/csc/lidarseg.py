@@ -291,23 +291,117 @@ class LidarSegTask(Task):
 
     def loss(self, model, batch: dict) -> dict:
         """``{"ce": CE(logits (N, 17), labels (N,), ignore_index=0)}``."""
-        logits, labels = model(batch["points"]), batch["labels"]
-        ignore = NUSCENES_LIDARSEG_16.ignore_index
-        if not bool((labels != ignore).any()):
-            # no labelled point: CE would be NaN (0 / 0); a zero that still reaches the head's graph
-            return {"ce": logits.sum() * 0.0}
-        return {"ce": F.cross_entropy(logits, labels, ignore_index=ignore)}
+        return {"ce": seg_ce(model(batch["points"]), batch["labels"])}
 
     @torch.no_grad()
     def evaluate(self, model, batches, reduce) -> dict:
         """Per-class IoU (``<class>_iou``) and ``miou`` in percent over every point of the val sweeps."""
-        from ...metrics import ConfusionMatrix
+        return seg_metrics(((model(b["points"]), b["labels"]) for b in batches), reduce)
 
-        cm = ConfusionMatrix(NUSCENES_LIDARSEG_16)
-        for b in batches:
-            cm.update(predict_classes(model(b["points"])), b["labels"])
-        cm.load_state(reduce(cm.counts))
-        return cm.compute()
+
+def seg_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE of (N, 17) logits against (N,) int64 labels with ``ignore_index`` 0 (SLidR's downstream loss); a zero
+    that still reaches the logits' graph when no point is labelled (CE would be 0 / 0)."""
+    ignore = NUSCENES_LIDARSEG_16.ignore_index
+    if not bool((labels != ignore).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=ignore)
+
+
+def seg_metrics(pairs, reduce) -> dict:
+    """``<class>_iou`` and ``miou`` (percent) of one :class:`bevlib.metrics.ConfusionMatrix`
+    (:data:`NUSCENES_LIDARSEG_16`) over ``pairs`` of ((N, 17) logits, (N,) labels), predictions restricted to
+    1..16; ``reduce`` sums the counts over processes."""
+    from ...metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(NUSCENES_LIDARSEG_16)
+    for logits, labels in pairs:
+        cm.update(predict_classes(logits), labels)
+    cm.load_state(reduce(cm.counts))
+    return cm.compute()
+
+
+class FrozenFeatureItems(Dataset):
+    """Per-point features of a frozen backbone, computed once per sweep and held in memory (linear probing
+    without a backbone pass per epoch: the backbone is frozen and the points are not augmented, so every
+    epoch would compute the same features).
+
+    Args: items: :class:`LidarSegItems`; backbone: a :class:`MinkUNet` (put in eval mode, run without autograd).
+    Item i: ``features`` (P, C) float32 = ``backbone.forward_points([points])``, ``labels`` (P,) int64, ``token``.
+    """
+
+    def __init__(self, items: LidarSegItems, backbone: MinkUNet, cache: dict | None = None):
+        self.items, self.backbone = items, backbone.eval()
+        self._cache = {} if cache is None else cache
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        it = self.items[i]
+        if it["token"] not in self._cache:
+            with torch.no_grad():
+                self._cache[it["token"]] = self.backbone.forward_points([it["points"]]).contiguous()
+        return {"features": self._cache[it["token"]], "labels": it["labels"], "token": it["token"]}
+
+
+class FeatureProbeTask(LidarSegTask):
+    """Linear probing (Table 2's LP column) on cached frozen-backbone features: the same probe as
+    ``LidarSegTask(freeze_backbone=True)`` (a Linear C -> 17 on the frozen MinkUNet's output, CE with ignore 0,
+    the same metric), but the backbone runs once per sweep instead of once per sweep and epoch. Only the
+    classifier is the trained model (its initial weights come from another draw of the trainer's seed).
+
+    Args: as :class:`LidarSegTask` without ``freeze_backbone``; backbone_seed: torch seed of the backbone's
+        random initialisation when ``backbone_state`` is None (Table 2's "Random" row).
+    Memory: 4 x C bytes per point of the train and val sweeps (64 channels: ~8 MB per 32k-point sweep).
+    """
+
+    def __init__(self, model_cfg: MinkUNetConfig, train_items: LidarSegItems, val_items: LidarSegItems | None,
+                 backbone_state: dict | None = None, backbone_id: str | None = None, percent: float = 100.0,
+                 backbone_seed: int = 0):
+        super().__init__(model_cfg, train_items, val_items, True, backbone_state, backbone_id, percent)
+        self.backbone_seed = int(backbone_seed)
+        self._features = None
+
+    def config(self) -> dict:
+        return {**super().config(), "probe": "cached_features",
+                "backbone_seed": self.backbone_seed if self.backbone_state is None else None}
+
+    def _feature_sets(self):
+        if self._features is None:
+            state = torch.get_rng_state()
+            torch.manual_seed(self.backbone_seed)
+            seg = SegModel(self.model_cfg, freeze_backbone=True)
+            torch.set_rng_state(state)
+            if self.backbone_state is not None:
+                seg.load_backbone(self.backbone_state)
+            cache: dict = {}
+            self._features = (FrozenFeatureItems(self.train_items, seg.backbone, cache),
+                              FrozenFeatureItems(self.val_items, seg.backbone, cache) if self.val_items else None)
+        return self._features
+
+    def build_model(self) -> nn.Module:
+        return nn.Linear(self.model_cfg.out_channels, NUM_LOGITS)
+
+    def train_dataset(self):
+        return self._feature_sets()[0]
+
+    def val_dataset(self):
+        return self._feature_sets()[1]
+
+    def collate(self, items):
+        return {"features": torch.cat([it["features"] for it in items]),
+                "labels": torch.cat([it["labels"] for it in items]), "tokens": [it["token"] for it in items]}
+
+    def param_groups(self, model):
+        return list(model.parameters())
+
+    def loss(self, model, batch: dict) -> dict:
+        return {"ce": seg_ce(model(batch["features"]), batch["labels"])}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, reduce) -> dict:
+        return seg_metrics(((model(b["features"]), b["labels"]) for b in batches), reduce)
 
 
 def table2_tasks(nusc, train_tokens, val_tokens, model_cfg: MinkUNetConfig, backbone_state: dict | None = None,

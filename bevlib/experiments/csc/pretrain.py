@@ -87,6 +87,10 @@ class CSCItems(Dataset):
         n_classes: semantic only: T (default: :data:`bevlib.data.world.CAMERA_SEMANTIC_CLASSES` count).
         n_segments: slic only: SLIC segments per image (SLidR 150 at 1600 x 900).
         cache: keep costly keyframe fields in the on-disk field cache.
+        segmenter: semantic only: a VFM (:class:`bevlib.data.vfm.VFMSegmenter`, or any callable (6, h, w, 3)
+            uint8 -> (6, h, w) int classes with ``n_classes`` and ``identity``) labelling the resized images, for
+            datasets without the world's camera semantics (real nuScenes); None: the world's semantics. Its
+            ``n_classes`` is T unless ``n_classes`` is given.
     Item i: dict with ``images`` (6, 3, h, w) float32 ImageNet-normalised RGB; ``points`` (P, 4) float32 ego
         x, y, z metres and intensity / 255; ``superpixels`` (6, h, w) int64 sample-global superpixel ids
         0..S-1 (camera c's ids are offset by the superpixel count of cameras < c); ``superpoint`` (P,) int64
@@ -99,7 +103,7 @@ class CSCItems(Dataset):
 
     def __init__(self, nusc, tokens, image_wh: tuple[int, int], superpixels: str = "slic", noise: float = 0.0,
                  n_split: int = 4, seed: int = 0, n_classes: int | None = None, n_segments: int = 150,
-                 cache: bool = True):
+                 cache: bool = True, segmenter=None):
         from bevlib.data.fields import KeyframeConfig
         self.tokens = list(tokens)
         if not self.tokens:
@@ -117,7 +121,11 @@ class CSCItems(Dataset):
         self.nusc, self.superpixels = nusc, superpixels
         self.image_wh = (int(image_wh[0]), int(image_wh[1]))
         self.noise, self.n_split, self.seed, self.n_segments = float(noise), n_split, int(seed), n_segments
-        self.n_classes = _n_world_classes() if n_classes is None else int(n_classes)
+        if segmenter is not None and superpixels != "semantic":
+            raise ValueError("a segmenter needs superpixels='semantic'")
+        self.segmenter = segmenter
+        self.n_classes = (int(n_classes) if n_classes is not None else
+                          int(segmenter.n_classes) if segmenter is not None else _n_world_classes())
         self.kcfg = KeyframeConfig(fields=("cameras", "lidar"), image_wh=self.image_wh, cache=cache)
         self._items: dict[int, dict] = {}
 
@@ -125,7 +133,8 @@ class CSCItems(Dataset):
         """JSON-able description of the items' settings (for a run's hash; the dataset itself is the caller's)."""
         return {"image_wh": list(self.image_wh), "superpixels": self.superpixels, "noise": self.noise,
                 "n_split": self.n_split, "seed": self.seed, "n_classes": self.n_classes,
-                "n_segments": self.n_segments, "n_items": len(self.tokens)}
+                "n_segments": self.n_segments, "n_items": len(self.tokens),
+                **({"vfm": self.segmenter.identity} if self.segmenter is not None else {})}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -139,10 +148,14 @@ class CSCItems(Dataset):
         from bevlib.data.nuscenes_data import CAMERAS
         from bevlib.data.world import load_camera_semantics
         sample = self.nusc.get("sample", token)
+        vfm = self.segmenter(images) if self.segmenter is not None else None
         maps, signs = [], []
         for c, cam in enumerate(CAMERAS):
-            sem = load_camera_semantics(self.nusc.dataroot, sample["data"][cam])
-            sem = cv2.resize(sem, self.image_wh, interpolation=cv2.INTER_NEAREST)
+            if vfm is not None:
+                sem = vfm[c]
+            else:
+                sem = load_camera_semantics(self.nusc.dataroot, sample["data"][cam])
+                sem = cv2.resize(sem, self.image_wh, interpolation=cv2.INTER_NEAREST)
             # the noise of one camera depends on (seed, token, camera) only, not on the item order
             s = zlib.crc32(f"{self.seed}/{token}/{c}".encode())
             ids, sign = semantic_superpixels(sem, None, n_split=self.n_split, noise=self.noise,

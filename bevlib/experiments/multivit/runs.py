@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data.nuscenes_data import open_nuscenes, scene_sample_tokens, split_scenes
-from ...data.source import resolve_dataroot
-from ...params import ParameterError
+from ...data.source import open_split as open_split_
 from ...train import TrainConfig, train
 from .params import RangeViTParams
 from .task import RangeViTTask, load_sweeps
@@ -32,13 +30,7 @@ def open_split(p, who: str) -> tuple:
     description, devkit handle, train tokens, val tokens), the val tokens thinned to
     ``max_val_sweeps`` evenly spaced ones (every val scene represented; None keeps all).
     Raises: ParameterError naming ``who`` when a split has no keyframe."""
-    dataroot, desc = resolve_dataroot(p, progress=p.progress)
-    nusc = open_nuscenes(dataroot, p.version)
-    splits = split_scenes(nusc)
-    tr, va = scene_sample_tokens(nusc, splits["train"]), scene_sample_tokens(nusc, splits["val"])
-    if not tr or not va:
-        raise ParameterError(f"dataroot {dataroot!r} ({p.version}) has {len(tr)} train and {len(va)} val keyframes; "
-                             f"{who} needs both")
+    dataroot, desc, nusc, tr, va = open_split_(p, who, progress=p.progress)
     if p.max_val_sweeps is not None and p.max_val_sweeps < len(va):
         va = [va[i] for i in np.linspace(0, len(va) - 1, p.max_val_sweeps).round().astype(int)]
     return dataroot, desc, nusc, tr, va

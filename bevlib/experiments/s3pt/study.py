@@ -169,17 +169,11 @@ def prepare_world(p: S3PTStudyParams, world_params: WorldParams | None = None) -
 
     Raises: ParameterError when a split is empty.
     """
-    from ...data.nuscenes_data import open_nuscenes, scene_sample_tokens, split_scenes
-    from ...data.source import resolve_dataroot
+    from ...data.source import open_split
     from .probe import world_camera_items
 
     wp = world_params or p
-    dataroot, desc = resolve_dataroot(wp, progress=p.progress)
-    nusc = open_nuscenes(dataroot, wp.version)
-    s = split_scenes(nusc)
-    tr, va = scene_sample_tokens(nusc, s["train"]), scene_sample_tokens(nusc, s["val"])
-    if not tr or not va:
-        raise ParameterError(f"dataroot {dataroot!r} has {len(tr)} train and {len(va)} val keyframes; need both")
+    dataroot, desc, nusc, tr, va = open_split(wp, "the S3PT study", progress=p.progress)
     train_items = world_camera_items(dataroot, "train", wp.version)
     share = class_pixel_share(dataroot, train_items, (p.image_wh[1], p.image_wh[0]))
     return StudyData(p, nusc, dataroot, tr, va, train_items, world_camera_items(dataroot, "val", wp.version), desc,
