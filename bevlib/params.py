@@ -19,6 +19,43 @@ class ParameterError(ValueError):
     """An unknown, mistyped or invalid notebook parameter; the message names it."""
 
 
+def distinct_ints(name: str, value) -> tuple:
+    """``value`` (e.g. a notebook's ``seeds``) as a non-empty tuple of distinct ints.
+    Raises: ParameterError naming parameter ``name`` otherwise (a bool is not an int here)."""
+    try:
+        vals = tuple(value)
+    except TypeError:
+        vals = ()
+    if not vals or len(set(vals)) != len(vals) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                         for v in vals):
+        raise ParameterError(f"parameter {name!r} must be distinct integers, got {value!r}")
+    return vals
+
+
+class StudyDirs:
+    """Mixin of a notebook's parameter dataclass with ``output_name``, ``output_dir`` and ``runs_dir`` fields:
+    where its tables and figures go and where its training runs live (``outputs/runs/<RUNS>``, ``RUNS`` a class
+    attribute of the notebook family, so notebooks sharing it reuse each other's runs)."""
+
+    RUNS = "runs"
+
+    @property
+    def out_dir(self):
+        """``output_dir``, else outputs/<output_name>/ (a :class:`pathlib.Path`)."""
+        from pathlib import Path
+
+        from .paths import outputs_dir
+        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
+
+    @property
+    def runs_root(self):
+        """``runs_dir``, else outputs/runs/<RUNS>/ (a :class:`pathlib.Path`)."""
+        from pathlib import Path
+
+        from .paths import outputs_dir
+        return Path(self.runs_dir) if self.runs_dir else outputs_dir("runs", self.RUNS)
+
+
 def collect(namespace: dict, cls, exclude: tuple[str, ...] = ()):
     """Build ``cls`` (a dataclass) from the user globals of a notebook namespace.
 

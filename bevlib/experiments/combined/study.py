@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.source import EMBEDDED, WorldParams
-from ...params import ParameterError
-from ...paths import outputs_dir
+from ...params import ParameterError, StudyDirs, distinct_ints
 from ...tables import seed_rows, summary_rows
 from ...train import TrainConfig, read_metrics, train
 
@@ -43,10 +42,12 @@ METHODS = {"ours": {}, "no_mae": {"use_mae": False}, "no_cl": {"use_cl": False},
 
 
 @dataclass
-class CombinedStudyParams(WorldParams):
+class CombinedStudyParams(StudyDirs, WorldParams):
     """Knobs both combined-datasets notebooks share; defaults: the embedded default (2 CPU cores, <= 30
     min per notebook). Paper values (Sec. 4.1, Appendix A, C.2) in comments. The inherited ``world_*`` /
     ``dataroot`` fields name the nuScenes(-like) dataset."""
+
+    RUNS = "combined"
 
     lyft_dataroot: str | None = None        # a Lyft dataset in nuScenes format; None: the Lyft-like embedded world
     once_dataroot: str | None = None        # ONCE converted to nuScenes format; None: the ONCE-like world
@@ -105,18 +106,7 @@ class CombinedStudyParams(WorldParams):
             self.combined_config()
         except (TypeError, ValueError) as e:
             raise ParameterError(f"parameter 'model_overrides' {self.model_overrides!r}: {e}") from e
-        seeds = tuple(self.seeds)
-        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
-            raise ParameterError(f"parameter 'seeds' must be distinct integers, got {self.seeds!r}")
-        self.seeds = seeds
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
-
-    @property
-    def runs_root(self) -> Path:
-        return Path(self.runs_dir) if self.runs_dir else outputs_dir("runs", "combined")
+        self.seeds = distinct_ints("seeds", self.seeds)
 
     def combined_config(self, **overrides):
         """The :class:`~.pretrain.CombinedConfig` of a run: the model preset, ``model_overrides``, this

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.source import WorldParams
-from ...params import ParameterError
+from ...params import ParameterError, StudyDirs, distinct_ints
 from ...paths import outputs_dir
 from ...train import TrainConfig, checkpoint_at, read_metrics, train
 
@@ -42,9 +42,11 @@ ENCODERS = ("s3pt", "random")
 
 
 @dataclass
-class CSCStudyParams(WorldParams):
+class CSCStudyParams(StudyDirs, WorldParams):
     """Knobs every CSC notebook shares; defaults: the embedded default (2 CPU cores, <= 30 min per notebook).
     Paper values (chen2024 Sec. 4, SLidR's configs) in comments."""
+
+    RUNS = "csc"
 
     image_wh: tuple = (112, 64)             # camera images and superpixels (paper 1600 x 900); the S3PT ViT's size
     backbone: str = "tiny"                  # MinkUNet: "tiny" (0.7 M parameters) or "paper" (MinkUNet34C, 37.9 M)
@@ -117,19 +119,7 @@ class CSCStudyParams(WorldParams):
         if not self.settings or not set(self.settings) <= set(SETTINGS) or len(set(self.settings)) != len(self.settings):
             raise ParameterError(f"parameter 'settings' must be distinct names of {tuple(SETTINGS)}, "
                                  f"got {self.settings!r}")
-        seeds = tuple(self.seeds)
-        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                                 for s in seeds):
-            raise ParameterError(f"parameter 'seeds' must be distinct integers, got {self.seeds!r}")
-        self.seeds = seeds
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
-
-    @property
-    def runs_root(self) -> Path:
-        return Path(self.runs_dir) if self.runs_dir else outputs_dir("runs", "csc")
+        self.seeds = distinct_ints("seeds", self.seeds)
 
     def minkunet_config(self):
         """The backbone's :class:`bevlib.models.minkunet.MinkUNetConfig` (in_channels 4: x, y, z, intensity)."""

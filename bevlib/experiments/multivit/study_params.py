@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...data.source import WorldParams
-from ...params import ParameterError
-from ...paths import outputs_dir
+from ...params import ParameterError, StudyDirs
 
 #: lukkassen2024 Tables 1 / 4 / 6 (nuScenes val, LiDAR segmentation, percent), in
 #: :data:`bevlib.lidarseg_eval.TABLE1_COLUMNS` order (barrier .. vegetation, mIoU), as printed.
@@ -58,7 +57,7 @@ ROWS = {
 
 
 @dataclass
-class MultiViTStudyParams(WorldParams):
+class MultiViTStudyParams(StudyDirs, WorldParams):
     """Every knob of the MultiViT study (Tables 1, 3, 4, 5, 6; Figs. 7, 8). Defaults: the embedded
     default (the tables notebook within 30 min on 2 CPU cores); paper values in comments.
 
@@ -67,6 +66,8 @@ class MultiViTStudyParams(WorldParams):
     ``lidar_epochs`` over the N train sweeps; CameraViT and MultiViT train ``lidar_epochs / 6`` over
     the 6N (sweep crop, camera image) pairs, so every model sees as many LiDAR crops (paper: 150 vs 25).
     """
+
+    RUNS = "multivit_study"
 
     # LiDAR branch (as the RangeViT notebook's defaults)
     range_hw: tuple = (32, 1024)            # paper: (32, 2048)
@@ -190,16 +191,6 @@ class MultiViTStudyParams(WorldParams):
     def pair_epochs(self) -> int:
         """Epochs of CameraViT / MultiViT over the (crop, image) pairs."""
         return self.camera_epochs if self.camera_epochs is not None else max(1, self.lidar_epochs // 6)
-
-    @property
-    def out_dir(self) -> Path:
-        """Where the tables and figures go: ``output_dir``, else outputs/<output_name>/."""
-        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
-
-    @property
-    def runs_root(self) -> Path:
-        """Parent folder of the training runs."""
-        return Path(self.runs_dir) if self.runs_dir else outputs_dir("runs", "multivit_study")
 
     def lidar_cfg(self, in21k: bool = False) -> dict:
         """The registry's ``"rangevit"`` config of the LiDAR branch."""

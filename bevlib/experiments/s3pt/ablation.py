@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...params import ParameterError
+from ...params import ParameterError, distinct_ints
 from ...tables import write_table
-from .study import (S3PTStudyParams, StudyData, _seed_tuple, mean_spread, prepare_world, pretrain_run, probe, slug,
+from .study import (S3PTStudyParams, StudyData, mean_spread, prepare_world, pretrain_run, probe, slug,
                     student_backbone)
 
 #: Table 1's rows as run here: name -> (S3PTConfig overrides on top of the CrIBo baseline :data:`BASELINE`,
@@ -60,7 +60,7 @@ class AblationParams(S3PTStudyParams):
         bad = [r for r in (self.rows or ()) if r not in ROWS]
         if bad:
             raise ParameterError(f"parameter 'rows' names unknown rows {bad}; known: {list(ROWS)}")
-        self.sweep_seeds = _seed_tuple(self.sweep_seeds, "sweep_seeds")
+        self.sweep_seeds = distinct_ints("sweep_seeds", self.sweep_seeds)
 
     def row_seeds(self, row: str) -> tuple:
         """The seeds a row runs: every seed for the claim rows (and random init), ``sweep_seeds`` else."""

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ...data.source import EMBEDDED, WorldParams
-from ...params import ParameterError
+from ...params import ParameterError, distinct_ints
 from ...tables import write_table
 from .ablation import BASELINE, ROWS
-from .study import (S3PTStudyParams, StudyData, _seed_tuple, mean_spread, prepare_world, pretrain_run, probe,
+from .study import (S3PTStudyParams, StudyData, mean_spread, prepare_world, pretrain_run, probe,
                     probe_task, probe_train_config, slug, student_backbone)
 
 _S3PT_ROW = "+ vMF, M=32, 1 SK iter., depth (S3PT)"
@@ -81,7 +81,7 @@ class ComparisonParams(S3PTStudyParams):
         self.epoch_points = tuple(self.epoch_points)
         if not self.epoch_points or not all(isinstance(e, int) and e >= 1 for e in self.epoch_points):
             raise ParameterError(f"parameter 'epoch_points' must be positive integers, got {self.epoch_points!r}")
-        self.fig7_seeds = _seed_tuple(self.fig7_seeds, "fig7_seeds")
+        self.fig7_seeds = distinct_ints("fig7_seeds", self.fig7_seeds)
 
     def city_world(self) -> WorldParams:
         """The second world's :class:`~bevlib.data.source.WorldParams` (always embedded)."""

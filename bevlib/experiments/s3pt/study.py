@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.source import WorldParams
-from ...params import ParameterError
-from ...paths import outputs_dir
+from ...params import ParameterError, StudyDirs, distinct_ints
 from ...stats import mean_ci95
 from ...train import TrainConfig, checkpoint_at, train
 
@@ -30,9 +29,11 @@ RARE_SHARE = 0.01
 
 
 @dataclass
-class S3PTStudyParams(WorldParams):
+class S3PTStudyParams(StudyDirs, WorldParams):
     """Knobs every S3PT notebook shares; defaults: the embedded default (2 CPU cores, <= 30 min per
     notebook). Paper values (wozniak2025 Sec. 4, appendix tables 5-7) in comments."""
+
+    RUNS = "s3pt"
 
     image_wh: tuple = (112, 64)             # camera images read for pretraining and probing (paper: 224 crops)
     hidden: int = 64                        # ViT width; paper ViT-S 384
@@ -78,7 +79,7 @@ class S3PTStudyParams(WorldParams):
         if any(s % self.patch for s in self.image_wh) or self.global_size % self.patch or self.local_size % self.patch:
             raise ParameterError(f"parameters 'image_wh' {self.image_wh}, 'global_size', 'local_size' must be "
                                  f"multiples of 'patch' ({self.patch})")
-        self.seeds = _seed_tuple(self.seeds, "seeds")
+        self.seeds = distinct_ints("seeds", self.seeds)
         self.probe_lrs = tuple(self.probe_lrs)
         if not self.probe_lrs or not all(isinstance(x, (int, float)) and x > 0 for x in self.probe_lrs):
             raise ParameterError(f"parameter 'probe_lrs' must be positive numbers, got {self.probe_lrs!r}")
@@ -89,14 +90,6 @@ class S3PTStudyParams(WorldParams):
         if self.depth_source not in DENSE_DEPTH_SOURCES:
             raise ParameterError(f"parameter 'depth_source' must be one of {DENSE_DEPTH_SOURCES}, "
                                  f"got {self.depth_source!r}")
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.output_dir) if self.output_dir else outputs_dir(self.output_name)
-
-    @property
-    def runs_root(self) -> Path:
-        return Path(self.runs_dir) if self.runs_dir else outputs_dir("runs", "s3pt")
 
     def vit(self) -> dict:
         """``transformers.ViTConfig`` kwargs of the backbone."""
@@ -116,13 +109,6 @@ class S3PTStudyParams(WorldParams):
         return S3PTConfig(**ov, vit=self.vit(), n_prototypes=self.n_prototypes, crops=crops, epochs=epochs,
                           warmup_teacher_temp_epochs=max(1, epochs // 3), lr=self.pretrain_lr,
                           momentum_teacher=self.teacher_momentum)
-
-
-def _seed_tuple(seeds, name: str) -> tuple:
-    seeds = tuple(seeds)
-    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
-        raise ParameterError(f"parameter {name!r} must be distinct integers, got {seeds!r}")
-    return seeds
 
 
 @dataclass
