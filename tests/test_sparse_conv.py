@@ -225,3 +225,58 @@ def test_bench_sparse_quick_and_parser(tmp_path):
         assert r["ours_ms"] > 0 and r["mm_floor_ms"] > 0
         assert r["equal"] is True  # the quick crop fits, so dense conv3d ran and agreed
     assert "forward+backward" in got["table"]
+
+
+def test_backend_choice(monkeypatch):
+    from bevlib.models import sparse_conv as sc
+
+    with pytest.raises(ValueError, match="backend"):
+        sc.set_backend("cuda-magic")
+    monkeypatch.setenv("BEVLIB_SPARSE_BACKEND", "torch")
+    assert sc.backend() == "torch"
+    monkeypatch.setenv("BEVLIB_SPARSE_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="BEVLIB_SPARSE_BACKEND"):
+        sc.backend()
+    monkeypatch.delenv("BEVLIB_SPARSE_BACKEND")
+    if not sc.spconv_imports():
+        with pytest.raises(ImportError, match="spconv"):
+            sc.set_backend("spconv")
+    g = torch.Generator().manual_seed(0)
+    coords = torch.unique(torch.randint(0, 6, (200, 4), generator=g), dim=0)
+    x = SparseVoxels(coords, torch.randn(len(coords), 3, generator=g))
+    sparse_conv3d(x, torch.randn(27, 3, 2, generator=g))
+    assert not any(k[0] == "spconv" for k in x.kernel_maps)              # CPU tensors: always this op
+
+
+_SPCONV_CHECK = """
+import torch
+from bevlib.models.sparse_conv import SparseVoxels, _spconv_submanifold, sparse_conv3d
+g = torch.Generator().manual_seed(0)
+coords = torch.unique(torch.cat([torch.randint(0, 2, (3000, 1), generator=g),
+                                 torch.randint(-9, 9, (3000, 3), generator=g)], 1), dim=0)
+x = SparseVoxels(coords, torch.randn(len(coords), 6, generator=g))
+w, b = torch.randn(27, 6, 5, generator=g), torch.randn(5, generator=g)
+ref = sparse_conv3d(x, w, b).feats
+with torch.no_grad():
+    out = _spconv_submanifold(x, w, b, 3)
+    again = _spconv_submanifold(x, 2 * w, None, 3)        # cached pairs, new weight
+print(float((out - ref).abs().max()), float((again - 2 * (ref - b)).abs().max()))
+"""
+
+
+def test_spconv_mapping_equals_ours_where_spconv_imports():
+    """spconv's SubMConv3d with our weight and coordinates mapped gives this op's values. Run single-threaded in
+    a subprocess: spconv 2.3.8's CPU forward races across OpenMP threads. Skipped where spconv does not import."""
+    import os
+    import subprocess
+    import sys
+
+    from bevlib.models import sparse_conv as sc
+
+    if not sc.spconv_imports():
+        pytest.skip("spconv does not import here")
+    r = subprocess.run([sys.executable, "-c", _SPCONV_CHECK], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    d1, d2 = map(float, r.stdout.split()[-2:])
+    assert d1 < 1e-4 and d2 < 1e-4

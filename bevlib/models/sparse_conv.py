@@ -23,6 +23,11 @@ Conventions:
   2018); stride s -> ``unique(floor(coords / s))`` (also for K = 3, as MinkowskiEngine does);
   transposed -> the caller's finer coordinate set (MinkUNet's decoder upsamples onto the encoder's
   skip tensor).
+
+Backends (:func:`backend`, :func:`set_backend`): on CUDA tensors, submanifold convs run on spconv's
+``SubMConv3d`` where spconv imports; every other conv, every CPU tensor and every machine without spconv use
+this module's op. The weight / index mapping to spconv is tested equal to this op on CPU, single-threaded
+(tests/test_sparse_conv.py, where spconv imports); the CUDA path itself has not run here (no GPU).
 """
 from __future__ import annotations
 
@@ -32,27 +37,91 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-#: Set once an spconv path is written and checked against this op on a GPU (see :func:`backend`).
-_SPCONV_WIRED = False
+#: Backend choices of :func:`set_backend` / ``$BEVLIB_SPARSE_BACKEND``.
+BACKENDS = ("auto", "torch", "spconv")
+_choice: str | None = None
+_spconv_imports: bool | None = None
+
+
+def spconv_imports() -> bool:
+    """True when ``import spconv.pytorch`` works (checked once per process)."""
+    global _spconv_imports
+    if _spconv_imports is None:
+        try:
+            import spconv.pytorch  # noqa: F401
+            _spconv_imports = True
+        except Exception:  # an absent or broken build (missing cumm / CUDA libraries) fails here
+            _spconv_imports = False
+    return _spconv_imports
 
 
 def spconv_available() -> bool:
-    """True when ``import spconv.pytorch`` works and CUDA is available (spconv 2.x's backward needs CUDA)."""
-    try:
-        import spconv.pytorch  # noqa: F401
-    except Exception:  # an absent or broken build (missing cumm / CUDA libraries) fails here
-        return False
-    return torch.cuda.is_available()
+    """True when spconv imports and CUDA is available (spconv 2.x's backward needs CUDA)."""
+    return spconv_imports() and torch.cuda.is_available()
+
+
+def set_backend(name: str | None) -> None:
+    """Choose the sparse-conv backend for this process: ``"auto"`` (spconv where :func:`spconv_available`, else
+    this module's op), ``"torch"``, ``"spconv"`` (wherever it imports; used for CUDA tensors only), or None
+    (back to ``$BEVLIB_SPARSE_BACKEND``, default ``"auto"``).
+    Raises: ValueError for another name; ImportError for ``"spconv"`` when spconv does not import."""
+    global _choice
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"sparse backend must be one of {BACKENDS}, got {name!r}")
+    if name == "spconv" and not spconv_imports():
+        raise ImportError("sparse backend 'spconv' asked for, but `import spconv.pytorch` fails")
+    _choice = name
 
 
 def backend() -> str:
-    """The sparse-conv implementation in use: "torch" (this module's op).
+    """The sparse-conv implementation of submanifold convs: "torch" (this module's op) or "spconv".
 
-    The seam for spconv: once ``_SPCONV_WIRED`` is set (an spconv path written and tested against
-    :func:`sparse_conv3d` on a GPU), this returns "spconv" where :func:`spconv_available`.
-    Returns: "torch" or "spconv".
+    From :func:`set_backend`, else ``$BEVLIB_SPARSE_BACKEND`` (``auto`` | ``torch`` | ``spconv``, default auto):
+    auto is "spconv" where :func:`spconv_available` (CUDA), else "torch". Strided and transposed convs always
+    use this module's op: their output-coordinate rules (MinkowskiEngine's, module doc) differ from spconv's.
+    Raises: ValueError for an unknown ``$BEVLIB_SPARSE_BACKEND``.
     """
-    return "spconv" if _SPCONV_WIRED and spconv_available() else "torch"
+    import os
+
+    choice = _choice or os.environ.get("BEVLIB_SPARSE_BACKEND", "auto")
+    if choice not in BACKENDS:
+        raise ValueError(f"BEVLIB_SPARSE_BACKEND must be one of {BACKENDS}, got {choice!r}")
+    if choice == "auto":
+        return "spconv" if spconv_available() else "torch"
+    if choice == "spconv" and not spconv_imports():
+        return "torch"
+    return choice
+
+
+def _spconv_submanifold(x: "SparseVoxels", weight: torch.Tensor, bias: torch.Tensor | None, K: int) -> torch.Tensor:
+    """The submanifold conv of :func:`sparse_conv3d` by spconv's ``SubMConv3d``: (N, Cout) feats on x.coords.
+
+    spconv's kernel (Cout, K, K, K, Cin) over its index columns equals ours read as
+    ``weight.view(K, K, K, Cin, Cout).permute(4, 0, 1, 2, 3)`` when its indices are ``[b, x, y, z]`` shifted to
+    be non-negative (tested equal); its output rows are the input's, in order. The spconv tensor (with its
+    neighbour pairs) is cached in ``x.kernel_maps``, so every conv on the same coordinates reuses the pairs.
+    """
+    import spconv.pytorch as spc
+
+    Cin, Cout = weight.shape[1], weight.shape[2]
+    key = ("spconv", K)
+    hit = x.kernel_maps.get(key)
+    if hit is None or hit[0] is not x.coords:
+        c = x.coords
+        lo = c[:, 1:].min(0).values
+        idx = torch.cat([c[:, :1], c[:, 1:] - lo], 1).int().contiguous()
+        shape = (c[:, 1:].max(0).values - lo + 1).tolist()
+        module = spc.SubMConv3d(Cin, Cout, K, bias=False, indice_key=f"bevlib_subm{K}").to(x.feats.device)
+        hit = (x.coords, spc.SparseConvTensor(x.feats, idx, shape, int(c[:, 0].max()) + 1), module)
+        x.kernel_maps[key] = hit
+    _, template, module = hit
+    # our weight (with its autograd graph) stands in for the module's own parameter
+    if "weight" in module._parameters:
+        del module.weight
+    module.weight = weight.view(K, K, K, Cin, Cout).permute(4, 0, 1, 2, 3).contiguous()
+    module.in_channels, module.out_channels = Cin, Cout
+    out = module(template.replace_feature(x.feats)).features
+    return out if bias is None else out + bias
 
 
 @dataclass(eq=False)
@@ -263,8 +332,6 @@ def sparse_conv3d(x: SparseVoxels, weight: torch.Tensor, bias: torch.Tensor | No
     Source: Choy et al. 2019 (MinkowskiEngine), Graham et al. 2018 (submanifold conv); values equal
         ``F.conv3d`` / ``F.conv_transpose3d`` on the densified voxels (tests/test_sparse_conv.py).
     """
-    if backend() == "spconv":  # pragma: no cover - not wired (see backend())
-        raise NotImplementedError("spconv path not written")
     K, s = int(kernel_size), int(stride)
     if K < 1:
         raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
@@ -277,6 +344,11 @@ def sparse_conv3d(x: SparseVoxels, weight: torch.Tensor, bias: torch.Tensor | No
     if bias is not None and bias.shape != (Cout,):
         raise ValueError(f"bias must be ({Cout},), got {tuple(bias.shape)}")
     maps_cache = x.kernel_maps
+    # spconv on CUDA only: its CPU build has no backward, and its CPU forward races across OpenMP threads
+    # (spconv 2.3.8: a few wrong rows in some calls unless OMP_NUM_THREADS=1)
+    if s == 1 and not transposed and out_coords is None and K % 2 == 1 and x.coords.shape[0] \
+            and x.feats.is_cuda and backend() == "spconv":
+        return SparseVoxels._trusted(x.coords, _spconv_submanifold(x, weight, bias, K), x.stride, maps_cache)
     if transposed:
         if out_coords is None:
             raise ValueError("out_coords is required for a transposed conv (the finer coordinates to upsample onto)")
