@@ -106,7 +106,12 @@ def summary_rows(results: dict, metrics=("miou",), reported: dict | None = None,
     return rows
 
 
-def seed_rows(results: dict, metrics=("miou",)) -> list[dict]:
-    """One measured row per (method, seed): the scoreboard's table."""
-    return [{"method": name, "source": "measured", "seed": x["seed"], **{m: round(x[m], 2) for m in metrics}}
+def seed_rows(results: dict, metrics=("miou",), reported: dict | None = None, ref: str = "") -> list[dict]:
+    """One measured row per (method, seed): the scoreboard's table; then the paper's rows (``reported`` as in
+    :func:`summary_rows`, seed empty) so that a direction check on this table shows the reported values."""
+    rows = [{"method": name, "source": "measured", "seed": x["seed"], **{m: round(x[m], 2) for m in metrics}}
             for name, recs in results.items() for x in recs]
+    for name, vals in (reported or {}).items():
+        rows.append({"method": name, "source": f"reported ({ref})" if ref else "reported", "seed": "",
+                     **{m: vals[m][0] if m in vals else float("nan") for m in metrics}})
+    return rows

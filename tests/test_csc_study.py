@@ -130,7 +130,23 @@ def test_write_tables_mean_std_and_reported_rows(tmp_path):
                                                                                          abs=0.01)
     assert float(a["ft1"]) == pytest.approx(26.0)
     assert rows[2]["source"] == "reported (paper)" and float(rows[2]["lp"]) == 46.0
-    seeds = list(csv.DictReader(open(tmp_path / "t_seeds.csv")))
+    seeds = [r for r in csv.DictReader(open(tmp_path / "t_seeds.csv")) if r["source"] == "measured"]
     assert [(r["method"], r["seed"]) for r in seeds] == [("A", "0"), ("A", "1"), ("A", "2"), ("B", "0"), ("B", "1"),
                                                          ("B", "2")]
     assert "± " in (tmp_path / "t.md").read_text()
+
+
+def test_seed_table_carries_the_reported_rows_for_the_direction_check(tmp_path):
+    res = {m: [{"seed": s, "lp": v + s, "ft1": v} for s in range(3)] for m, v in (("SLidR", 10.0), ("CSC", 11.0))}
+    st.write_tables(res, tmp_path, "table2", "caption", "T.", ("lp", "ft1"), {"CSC": {"lp": 46.0}, "SLidR": {"lp": 38.0}},
+                    "paper")
+    rows = list(csv.DictReader(open(tmp_path / "table2_seeds.csv")))
+    assert [r["source"] for r in rows].count("measured") == 6
+    rep = {r["method"]: r for r in rows if r["source"] == "reported (paper)"}
+    assert rep["CSC"]["lp"] == "46.0" and rep["CSC"]["seed"] == "" and rep["SLidR"]["ft1"] in ("", "nan")
+    from bevlib.scoreboard import claims, evaluate
+    from dataclasses import replace
+    from bevlib.experiments.csc import claims as _  # noqa: F401
+    c = next(c for c in claims(["csc"]) if c.name == "t2_csc_beats_slidr_lp")
+    r = evaluate(replace(c, table=f"{tmp_path.name}/table2_seeds.csv"), tmp_path.parent)
+    assert r.reported == (46.0, 38.0) and r.a_est.mean == pytest.approx(12.0)

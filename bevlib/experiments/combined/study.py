@@ -326,7 +326,7 @@ def write_study_table(results: dict, out_dir, stem: str, caption: str, title: st
     paths = list(write_table(summary_rows(results, ("miou",), reported, ref), out_dir, stem, ("method", "source"),
                              ("miou",), caption, ("BEV seg. mIoU",), title, digits=1, errors={"miou": "miou_std"},
                              extra=("n_seeds",)))
-    paths += write_table(seed_rows(results, ("miou", *classes)), out_dir, f"{stem}_seeds", ("method", "source", "seed"),
-                         ("miou", *classes), caption + " One row per seed, with the per-class IoU.",
+    paths += write_table(seed_rows(results, ("miou", *classes), reported, ref), out_dir, f"{stem}_seeds",
+                         ("method", "source", "seed"), ("miou", *classes), caption + " One row per seed, with the per-class IoU.",
                          title=f"{title.rstrip('.')}, per seed.", digits=2)
     return paths

@@ -357,12 +357,13 @@ def write_tables(results: dict, out_dir, stem: str, caption: str, title: str, se
     from ...tables import seed_rows, summary_rows, write_table
 
     settings = list(settings)
-    rows = summary_rows(results, settings, {m: {s: (v, float("nan")) for s, v in vals.items()}
-                                            for m, vals in reported.items()}, ref)
+    reported = {m: {s: (v, float("nan")) for s, v in vals.items()} for m, vals in reported.items()}
+    rows = summary_rows(results, settings, reported, ref)
     titles = [SETTING_TITLES[s] for s in settings]
     paths = list(write_table(rows, out_dir, stem, ("method", "source"), settings, caption, titles, title, digits=1,
                              errors={s: f"{s}_std" for s in settings}, extra=("n_seeds",)))
-    paths += write_table(seed_rows(results, settings), out_dir, f"{stem}_seeds", ("method", "source", "seed"), settings,
+    paths += write_table(seed_rows(results, settings, reported, ref), out_dir, f"{stem}_seeds",
+                         ("method", "source", "seed"), settings,
                          caption + " One row per seed.", titles, f"{title.rstrip('.')}, per seed.", digits=2)
     return paths
 
