@@ -301,6 +301,9 @@ def evaluate_init(data: CSCData, method: str, pre_run, seed: int) -> dict:
     Args: method: a :data:`METHODS` name (the run names); pre_run: its pre-training run directory, or None
         for the random initialisation.
     Returns: ``{setting: {"miou": percent, "per_class": {class: IoU}, "run_dir": Path}}``.
+    Raises: FileNotFoundError when ``pre_run`` has no last-epoch checkpoint; ValueError from
+        :meth:`.lidarseg.SegModel.load_backbone` when its weights do not fit this study's backbone.
+    Source: chen2024 Sec. 4.1 / Table 2 (SLidR's downstream protocol).
     """
     from .lidarseg import FeatureProbeTask, LidarSegTask, label_subset
 
