@@ -18,6 +18,9 @@ import hashlib
 from pathlib import Path
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "world_tiny_seed0.sha256"
+#: The same tiny world with camera_timing="keyframe" (every sensor at the keyframe's pose): the
+#: digest the generator wrote before per-camera poses existed, kept to show the option changes nothing.
+GOLDEN_KEYFRAME_TIMING = GOLDEN.with_name("world_tiny_seed0_keyframe_timing.sha256")
 
 
 def tree_digest(root: Path) -> dict:
@@ -36,8 +39,7 @@ def read_digest(path: Path) -> dict:
     return {rel: sha for sha, rel in rows}
 
 
-def test_tiny_world_matches_golden_digest(tiny_world):
-    expected, actual = read_digest(GOLDEN), tree_digest(tiny_world)
+def _compare(expected: dict, actual: dict) -> None:
     missing = sorted(expected.keys() - actual.keys())
     extra = sorted(actual.keys() - expected.keys())
     changed = sorted(p for p in expected.keys() & actual.keys() if expected[p] != actual[p])
@@ -46,6 +48,26 @@ def test_tiny_world_matches_golden_digest(tiny_world):
     report += [f"  missing:    {p}" for p in missing]
     report += [f"  unexpected: {p}" for p in extra]   # also what a test writing into the shared world leaves
     assert not (missing or extra or changed), "\n".join(report)
+
+
+def test_tiny_world_matches_golden_digest(tiny_world):
+    _compare(read_digest(GOLDEN), tree_digest(tiny_world))
+
+
+def test_keyframe_camera_timing_keeps_the_single_pose_world_bytes(tmp_path):
+    """camera_timing="keyframe" writes, byte for byte, the world of the generator before per-camera
+    poses; and it differs from the default world (so the option is not a no-op)."""
+    import dataclasses
+
+    from conftest import TINY
+
+    from bevlib.data.world import generate_world
+
+    cfg = dataclasses.replace(TINY, camera_timing="keyframe")
+    assert cfg.hash() != TINY.hash() and "camera_timing" not in cfg.as_dict()
+    expected = read_digest(GOLDEN_KEYFRAME_TIMING)
+    assert expected != read_digest(GOLDEN)
+    _compare(expected, tree_digest(generate_world(tmp_path / "tiny", cfg, progress=False)))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from bevlib.params import ParameterError
 from conftest import TINY
 from world_checks import lidar_camera_consistency
 
-#: WorldConfig().hash() before rigs (and looks) existed: default caches must keep their names.
+#: WorldConfig().hash() before rigs (and looks) existed: the single-pose world (camera_timing="keyframe")
+#: must keep that cache name; the default world (per-camera poses, issue 15) has its own.
 DEFAULT_HASH = "f1a4b45aeb90"
+SWEEP_HASH = "013623af7524"
 #: What the table in bevlib/data/world/config.py promises, restated by hand: beams, elevation range
 #: (deg), LiDAR height (m); per camera (yaw deg, height m, hfov deg, pitch-down deg).
 TABLE = {
@@ -52,12 +54,13 @@ def _calib(nusc, channel):
 
 
 def test_default_hash_and_rig_fields():
-    assert WorldConfig().hash() == DEFAULT_HASH == WorldParams().world_config().hash()
+    assert WorldConfig(camera_timing="keyframe").hash() == DEFAULT_HASH
+    assert WorldConfig().hash() == SWEEP_HASH == WorldParams().world_config().hash()
     assert WorldConfig(rig="nuscenes") == WorldConfig() == WorldConfig(lidar_beams=32)
     assert "rig" not in WorldConfig().as_dict() and WorldConfig().as_dict()["lidar_beams"] == 32
     assert TINY.with_rig("nuscenes") == TINY and TINY.lidar_beams == 32
     hashes = {WorldConfig(rig=r).hash() for r in RIGS} | {WorldConfig(rig=r, look="city").hash() for r in RIGS}
-    assert len(hashes) == 6 and DEFAULT_HASH in hashes
+    assert len(hashes) == 6 and SWEEP_HASH in hashes
     for rig in ("lyft", "once"):
         cfg = WorldConfig(rig=rig)
         assert cfg.lidar_beams == TABLE[rig][0] == WORLD_RIGS[rig].lidar_beams

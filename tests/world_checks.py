@@ -43,22 +43,29 @@ def box_centre_hits(nusc, cam_token: str, sem: np.ndarray) -> tuple[int, int]:
     return hits, checked
 
 
-def lidar_camera_consistency(nusc, root: Path) -> dict:
+def lidar_camera_consistency(nusc, root: Path, camera_poses: bool = True,
+                             category: str = "flat.driveable_surface") -> dict:
     """Project every keyframe's LiDAR road points and visible box centres into the six cameras.
 
-    LiDAR points labelled flat.driveable_surface are moved lidar -> ego -> camera with the devkit's
-    calibrated_sensor rows (all sensors of a keyframe share one ego pose in the world), kept when more than
+    LiDAR points labelled flat.driveable_surface are moved lidar -> ego (LiDAR time) -> global -> ego (the
+    camera's capture time) -> camera with the devkit's calibrated_sensor and ego_pose rows, kept when more than
     1 m in front of the camera and inside the image, and compared with the camera's semantics and depth
     map at the rounded pixel; each image's boxes are checked by :func:`box_centre_hits`.
 
     Args:
         nusc: a nuscenes.nuscenes.NuScenes over the world at ``root`` (with lidarseg).
         root: the world's dataroot.
+        camera_poses: False drops each camera's own ego pose (uses the LiDAR's for all sensors), the
+            error this check must be able to see.
+        category: the lidarseg class of the points moved (``on_road`` only means something for the
+            default; a shift of the camera within the ground plane leaves the ground's depth unchanged,
+            so "static.manmade" -- buildings -- is what sees in-plane pose errors).
     Returns:
         dict with ``on_road`` (N,) bool, whether each in-image road point lands on a ROADISH pixel;
         ``rel_err`` (V,) float64, |depth map - point z| / z (unitless) for the V <= N points not occluded
         (depth within 50 % of z); ``hits`` int, box centres on their class; ``checked`` int, boxes tested;
-        ``per_cam`` {channel: int}, in-image road points per camera.
+        ``per_cam`` {channel: int}, in-image road points per camera; ``cam_rel_err`` {channel: float},
+        the median of ``rel_err`` per camera.
     Raises:
         AssertionError: a lidarseg file whose length differs from its point cloud's.
     """
@@ -71,18 +78,23 @@ def lidar_camera_consistency(nusc, root: Path) -> dict:
     root = Path(root)
     checked = hits = 0
     rel_err, on_road, per_cam = [], [], {ch: 0 for ch in CAMERA_NAMES}
+    cam_err = {ch: [] for ch in CAMERA_NAMES}
     for sample in nusc.sample:
         lsd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
         pts = LidarPointCloud.from_file(str(root / lsd["filename"])).points[:3]
         labels = np.fromfile(root / nusc.get("lidarseg", lsd["token"])["filename"], np.uint8)
         assert len(labels) == pts.shape[1], (lsd["filename"], len(labels), pts.shape)
-        ground = pts[:, labels == nusc.lidarseg_name2idx_mapping["flat.driveable_surface"]]
-        ego_T_lidar = matrix(nusc.get("calibrated_sensor", lsd["calibrated_sensor_token"]))
+        ground = pts[:, labels == nusc.lidarseg_name2idx_mapping[category]]
+        global_T_lidar = (matrix(nusc.get("ego_pose", lsd["ego_pose_token"]))
+                          @ matrix(nusc.get("calibrated_sensor", lsd["calibrated_sensor_token"])))
         for ch in CAMERA_NAMES:
             tok = sample["data"][ch]
             sd = nusc.get("sample_data", tok)
             cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-            cam_T_lidar = np.linalg.inv(matrix(cs)) @ ego_T_lidar      # same ego pose for all sensors
+            # Each camera fires at its own time: through the global frame, with its own ego pose.
+            pose = sd if camera_poses else lsd
+            global_T_cam = matrix(nusc.get("ego_pose", pose["ego_pose_token"])) @ matrix(cs)
+            cam_T_lidar = np.linalg.inv(global_T_cam) @ global_T_lidar
             p = cam_T_lidar[:3, :3] @ ground + cam_T_lidar[:3, 3:4]
             p = p[:, p[2] > 1.0]
             uv = np.round(view_points(p, np.array(cs["camera_intrinsic"]), normalize=True)[:2]).astype(int)
@@ -94,7 +106,8 @@ def lidar_camera_consistency(nusc, root: Path) -> dict:
             d = depth[v, u]
             vis = np.abs(d - z) < 0.5 * z               # not occluded by a box in front
             rel_err.append(np.abs(d[vis] - z[vis]) / z[vis])
+            cam_err[ch].append(rel_err[-1])
             h, c = box_centre_hits(nusc, tok, sem)
             hits, checked = hits + h, checked + c
     return dict(on_road=np.concatenate(on_road), rel_err=np.concatenate(rel_err), hits=hits, checked=checked,
-                per_cam=per_cam)
+                per_cam=per_cam, cam_rel_err={ch: float(np.median(np.concatenate(e))) for ch, e in cam_err.items()})

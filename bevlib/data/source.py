@@ -3,7 +3,7 @@
 
 Every notebook's parameter dataclass includes :class:`WorldParams`, so the same parameter names
 (``dataroot``, ``version``, ``world_seed``, ``world_scenes``, ``world_keyframes``,
-``world_image_wh``, ``world_look``, ``world_rig``) mean the same thing everywhere, and :func:`resolve_dataroot` is the one place
+``world_image_wh``, ``world_look``, ``world_rig``, ``world_camera_timing``) mean the same thing everywhere, and :func:`resolve_dataroot` is the one place
 that turns them into a path.
 """
 from __future__ import annotations
@@ -35,7 +35,9 @@ class WorldParams:
     stand-in with the same labels, for domain transfer). ``world_rig`` is a key of
     :data:`bevlib.data.world.WORLD_RIGS` ("nuscenes", "lyft" or "once": the combined-datasets
     paper's three sensor rigs, Sec. 4.1; the LiDAR takes the rig's beam count). The default look
-    and rig keep the world's cache hash.
+    and rig keep the world's cache hash. ``world_camera_timing``: "sweep" (each camera at its own
+    capture time and ego pose, as real nuScenes) or "keyframe" (all sensors at the keyframe's
+    pose, the world before issue 15).
 
     Raises: ParameterError naming the parameter when a value is invalid.
     """
@@ -48,6 +50,7 @@ class WorldParams:
     world_image_wh: tuple = (800, 450)    # the world's native camera images (width, height)
     world_look: str = "nuscenes"          # appearance + camera rig, a key of WORLD_LOOKS
     world_rig: str = "nuscenes"           # sensor rig (cameras + LiDAR beams), a key of WORLD_RIGS
+    world_camera_timing: str = "sweep"    # "sweep": per-camera capture times and ego poses; "keyframe": one pose
 
     def __post_init__(self):
         for n in ("world_scenes", "world_keyframes"):
@@ -65,6 +68,10 @@ class WorldParams:
             raise ParameterError(f"parameter 'world_look' must be one of {tuple(WORLD_LOOKS)}, got {self.world_look!r}")
         if not isinstance(self.world_rig, str) or self.world_rig not in WORLD_RIGS:
             raise ParameterError(f"parameter 'world_rig' must be one of {tuple(WORLD_RIGS)}, got {self.world_rig!r}")
+        from .world.config import CAMERA_TIMINGS
+        if self.world_camera_timing not in CAMERA_TIMINGS:
+            raise ParameterError(f"parameter 'world_camera_timing' must be one of {CAMERA_TIMINGS}, "
+                                 f"got {self.world_camera_timing!r}")
         if not isinstance(self.version, str) or not self.version:
             raise ParameterError(f"parameter 'version' must be a nuScenes version name, got {self.version!r}")
 
@@ -74,7 +81,7 @@ class WorldParams:
         from .world import WorldConfig
         return WorldConfig(seed=self.world_seed, n_scenes=self.world_scenes, keyframes_per_scene=self.world_keyframes,
                            image_wh=self.world_image_wh, version=self.version, look=self.world_look,
-                           rig=self.world_rig)
+                           rig=self.world_rig, camera_timing=self.world_camera_timing)
 
 
 def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe: bool = False) -> tuple[str, str]:
@@ -97,8 +104,9 @@ def resolve_dataroot(p: WorldParams, progress: bool = True, prefer_real_keyframe
     cfg = p.world_config()
     look = "" if cfg.look == "nuscenes" else f", {cfg.look} look"
     rig = "" if cfg.rig == "nuscenes" else f", {cfg.rig} rig"
+    timing = "" if cfg.camera_timing == "sweep" else ", one ego pose per keyframe"
     return (str(ensure_world(cfg=cfg, progress=progress)),
-            f"the embedded world (seed {cfg.seed}{look}{rig}, {cfg.hash()})")
+            f"the embedded world (seed {cfg.seed}{look}{rig}{timing}, {cfg.hash()})")
 
 
 def open_split(p: WorldParams, needs: str = "the notebook", hint: str = "'world_scenes' or 'dataroot'",

@@ -27,8 +27,11 @@ unchanged)::
 Conventions and simplifications (documented here once):
 
 * Only keyframes (2 Hz) exist; there are no sweeps and no radars (``num_radar_pts`` = 0).
-* All sensors of a keyframe are captured at the keyframe's timestamp and ego pose: every sample_data
-  has its own ego_pose record (token = sample_data token, as in nuScenes) but they hold the same pose.
+* Every sample_data has its own ego_pose record (token = sample_data token, as in nuScenes). With
+  ``WorldConfig.camera_timing="sweep"`` (default) each camera fires at its own time
+  (:data:`config.CAMERA_TIME_OFFSETS_US`, 0.5-43 ms before the LiDAR, as the real rig) and holds
+  the ego pose of that time; traffic is rendered where it is then, boxes are annotated at the
+  LiDAR (keyframe) time. With ``"keyframe"`` all sensors share the keyframe's time and pose.
 * Ego poses are planar: z = 0, rotation = yaw only. Objects are yaw-only boxes standing on z = 0.
 * Singapore locations drive on the left, Boston on the right (lanes and stop lines are mirrored).
 * The camera image is a ray-cast: ground texture from a 2-D material raster, boxes as shaded cuboids,
@@ -68,7 +71,7 @@ from ...progress import bar as progress_bar
 from bevlib.paths import cache_dir as default_cache_dir
 
 from .camera import _camera_job, _make_camera, _noise_tile
-from .config import (ATTRIBUTES, CAMERA_NAMES, CAMERA_SEMANTIC_CLASSES, LIDAR_NAME, LIDARSEG_CATEGORIES, MAP_LOCATIONS,
+from .config import (ATTRIBUTES, CAMERA_NAMES, CAMERA_TIME_JITTER_US, CAMERA_TIME_OFFSETS_US, CAMERA_SEMANTIC_CLASSES, LIDAR_NAME, LIDARSEG_CATEGORIES, MAP_LOCATIONS,
                      NUSCENES_RIG, RIG_IMAGE_WH, VISIBILITY, WORLD_LOOKS, WORLD_RIGS, WorldConfig, WorldLook, WorldRig,
                      _GENERATOR_VERSION,
                      _pose_matrix, _rng, _token, _write, camera_rig)
@@ -76,10 +79,10 @@ from .lidar import _Lidar, _lidar_job, _make_lidar
 from .map_expansion import _basemap_png, _map_expansion
 from .raycast import _Scenery
 from .roads import _build_network, _Network, _paint_ground, _road_geometry, _RoadGeometry
-from .scenery import _actor_boxes, _Boxes, _ego_box, _ego_route, _SCENE_KINDS, _spawn_actors, _static_scenery
+from .scenery import _actor_boxes, _Boxes, _boxes_at, _ego_box, _ego_route, _SCENE_KINDS, _spawn_actors, _static_scenery
 from .tables import _json_dump, _scene_name, _scene_tables, _static_tables
 
-__all__ = ["ATTRIBUTES", "CAMERA_NAMES", "CAMERA_SEMANTIC_CLASSES", "LIDAR_NAME", "LIDARSEG_CATEGORIES",
+__all__ = ["ATTRIBUTES", "CAMERA_NAMES", "CAMERA_TIME_JITTER_US", "CAMERA_TIME_OFFSETS_US", "CAMERA_SEMANTIC_CLASSES", "LIDAR_NAME", "LIDARSEG_CATEGORIES",
            "MAP_LOCATIONS", "NUSCENES_RIG", "RIG_IMAGE_WH", "VISIBILITY", "WORLD_LOOKS", "WORLD_RIGS", "WorldConfig",
            "WorldLook", "WorldRig",
            "camera_depth_path", "camera_rig",
@@ -184,8 +187,8 @@ def _generate_into(out: Path, cfg: WorldConfig, progress: bool) -> None:
             duration = 0.5 * (cfg.keyframes_per_scene - 1)
             ego = _ego_route(loc.net, kind, rng, speed * duration)
             actors = _spawn_actors(loc.net, ego, 0.0, speed, duration, rng, cfg.object_density)
-            frames = [_submit_keyframe(pool, out, cfg, loc, cameras, lidar, actors, si, k, ego.point(speed * 0.5 * k),
-                                       float(ego.heading(speed * 0.5 * k))) for k in range(cfg.keyframes_per_scene)]
+            frames = [_submit_keyframe(pool, out, cfg, loc, cameras, lidar, actors, si, k, ego, speed)
+                      for k in range(cfg.keyframes_per_scene)]
             scene_tok = _token(s, "scene", si)
             _scene_tables(tables, cfg, frames, actors, cameras, scene_tok, bar)
             tables["scene"].append({
@@ -201,32 +204,55 @@ def _generate_into(out: Path, cfg: WorldConfig, progress: bool) -> None:
     _json_dump(out / _MANIFEST_FILE, {"config": cfg.as_dict(), "hash": cfg.hash(), "generator": _GENERATOR_VERSION})
 
 
+def _ego_pose_at(ego, s: float) -> tuple[float, float, float]:
+    """(x, y, yaw) of the ego ``s`` m along its route; before the start (a camera firing a few ms
+    before the scene's first keyframe) the route is extended straight back instead of clamped,
+    so every camera of the first keyframe still has its own pose."""
+    if s >= 0.0:
+        x, y = ego.point(s)
+        return float(x), float(y), float(ego.heading(s))
+    (x, y), (tx, ty) = ego.point(0.0), ego.tangent(0.0)
+    return float(x + s * tx), float(y + s * ty), float(ego.heading(0.0))
+
+
 def _submit_keyframe(pool, out: Path, cfg: WorldConfig, loc: _Location, cameras: list, lidar: _Lidar, actors: list,
-                     si: int, k: int, ego_xy, ego_yaw: float) -> dict:
-    """Queue the 6 camera renders and the LiDAR sweep of keyframe ``k`` of scene ``si``; returns
-    what the tables need (tokens, relative file names, boxes, and the pending jobs)."""
+                     si: int, k: int, ego, speed: float) -> dict:
+    """Queue the 6 camera renders and the LiDAR sweep of keyframe ``k`` of scene ``si`` (ego route
+    ``ego`` driven at ``speed`` m/s); returns what the tables need (tokens, relative file names,
+    per-sensor timestamps and ego poses, boxes, and the pending jobs)."""
     s = cfg.seed
-    x, y = float(ego_xy[0]), float(ego_xy[1])
+    t = 0.5 * k
+    x, y, ego_yaw = _ego_pose_at(ego, speed * t)
     g_T_e = _pose_matrix(x, y, ego_yaw)
     near = np.hypot(loc.static.cx - x, loc.static.cy - y) - loc.static.radius() < 200.0
     static = loc.static.take(np.flatnonzero(near))
-    boxes = _Boxes.concat([static, _actor_boxes(actors, 0.5 * k, (x, y), ego_yaw, radius=100.0)])
+    boxes = _Boxes.concat([static, _actor_boxes(actors, t, (x, y), ego_yaw, radius=100.0)])
     ts = 1_533_000_000_000_000 + si * 3_600_000_000 + k * 500_000    # fixed epoch, 1 h per scene, 2 Hz
     sd = {ch: _token(s, "sample_data", si, k, ch) for ch in CAMERA_NAMES + (LIDAR_NAME,)}
-    files = {ch: f"samples/{ch}/{loc.logfile}__{ch}__{ts}" + (".pcd.bin" if ch == LIDAR_NAME else ".jpg") for ch in sd}
+    sd_ts = {ch: ts for ch in sd}
+    if cfg.camera_timing == "sweep":
+        jitter = _rng(s, "camera-timing", si, k).integers(-CAMERA_TIME_JITTER_US, CAMERA_TIME_JITTER_US + 1,
+                                                          len(CAMERA_NAMES))
+        sd_ts.update({ch: ts + CAMERA_TIME_OFFSETS_US[ch] + int(j) for ch, j in zip(CAMERA_NAMES, jitter)})
+    sd_pose = {ch: _ego_pose_at(ego, speed * (t + (sd_ts[ch] - ts) * 1e-6)) if sd_ts[ch] != ts else (x, y, ego_yaw)
+               for ch in sd}
+    files = {ch: f"samples/{ch}/{loc.logfile}__{ch}__{sd_ts[ch]}" + (".pcd.bin" if ch == LIDAR_NAME else ".jpg")
+             for ch in sd}
     jobs = {}
     for cam in cameras:
         tok = sd[cam.channel]
         paths = {"jpg": out / files[cam.channel], "sem": out / _SEMANTICS_DIR / f"{tok}.png",
                  "depth": out / _DEPTH_DIR / f"{tok}.png"}
-        jobs[cam.channel] = pool.submit(_camera_job, cam, g_T_e, loc.scenery, boxes, paths, cfg.jpeg_quality,
-                                        (s, "camera-noise", si, k, cam.channel))
+        dt = (sd_ts[cam.channel] - ts) * 1e-6
+        cam_boxes = _boxes_at(boxes, actors, t + dt) if dt else boxes
+        jobs[cam.channel] = pool.submit(_camera_job, cam, _pose_matrix(*sd_pose[cam.channel]), loc.scenery, cam_boxes,
+                                        paths, cfg.jpeg_quality, (s, "camera-noise", si, k, cam.channel))
     paths = {"pcd": out / files[LIDAR_NAME],
              "lidarseg": out / "lidarseg" / cfg.version / f"{sd[LIDAR_NAME]}_lidarseg.bin"}
     jobs[LIDAR_NAME] = pool.submit(_lidar_job, lidar, g_T_e, loc.scenery, _Boxes.concat([boxes, _ego_box(g_T_e)]),
                                    (s, "lidar", si, k), paths)
-    return dict(k=k, ts=ts, sample=_token(s, "sample", si, k), sd=sd, pose=(x, y, ego_yaw), boxes=boxes, jobs=jobs,
-                files=files)
+    return dict(k=k, ts=ts, sample=_token(s, "sample", si, k), sd=sd, sd_ts=sd_ts, sd_pose=sd_pose,
+                pose=(x, y, ego_yaw), boxes=boxes, jobs=jobs, files=files)
 
 
 # ------------------------------------------------------------------------------------------------

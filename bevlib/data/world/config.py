@@ -338,6 +338,19 @@ def camera_rig(channel: str, look: str = "nuscenes", rig: str = "nuscenes") -> d
                 camera_intrinsic=tuple(tuple(float(v) for v in row) for row in K))
 
 
+#: When each camera of a keyframe fires, relative to the keyframe's (LIDAR_TOP) timestamp, in
+#: microseconds: on the real rig the cameras are triggered as the spinning LiDAR sweeps across them,
+#: front-left first, so each has its own capture time and ego pose. The offsets are those of the
+#: real nuScenes keyframe in ../shared (scene n015-2018-07-24), rounded to 0.1 ms; each keyframe
+#: adds its own seeded trigger jitter of up to :data:`CAMERA_TIME_JITTER_US` per camera, so no two
+#: keyframes share a rig, even at constant speed on a straight road.
+CAMERA_TIME_OFFSETS_US = {"CAM_FRONT_LEFT": -43100, "CAM_FRONT": -35500, "CAM_FRONT_RIGHT": -27600,
+                          "CAM_BACK_RIGHT": -20100, "CAM_BACK": -10400, "CAM_BACK_LEFT": -500}
+CAMERA_TIME_JITTER_US = 400
+#: ``WorldConfig.camera_timing`` values: "sweep" (each camera at its own capture time and ego
+#: pose, as real nuScenes) or "keyframe" (every sensor at the keyframe's time and pose).
+CAMERA_TIMINGS = ("sweep", "keyframe")
+
 #: Bumped whenever the generated content changes, so cached worlds of older code are not reused
 #: (tests/golden/world_tiny_seed0.sha256 has to be regenerated in the same change).
 _GENERATOR_VERSION = 1
@@ -376,6 +389,13 @@ class WorldConfig:
             and intrinsics, LiDAR beams, vertical field of view and mounting. Independent of
             ``look`` (a look's height/pitch/focal changes apply on top of the rig's cameras). The
             default is left out of :meth:`as_dict` / :meth:`hash` like ``look``'s.
+        camera_timing: "sweep" (default): each camera is captured at its own time
+            (:data:`CAMERA_TIME_OFFSETS_US` from the keyframe's LiDAR timestamp, plus a seeded jitter
+            within :data:`CAMERA_TIME_JITTER_US`), so its
+            ``sample_data`` points to its own ``ego_pose`` and moving traffic is where it is at that
+            time, as on the real rig; boxes are annotated at the LiDAR time. "keyframe": every
+            sensor at the keyframe's time and pose (the generator before this option; its worlds
+            keep their hash and bytes, because "keyframe" is left out of :meth:`as_dict`).
     """
 
     seed: int = 0
@@ -395,6 +415,7 @@ class WorldConfig:
     jpeg_quality: int = 90
     look: str = "nuscenes"
     rig: str = "nuscenes"
+    camera_timing: str = "sweep"
 
     def __post_init__(self):
         problems = []
@@ -427,17 +448,23 @@ class WorldConfig:
             problems.append(f"look={self.look!r} is unknown; expected one of {tuple(WORLD_LOOKS)}")
         if not self.version:
             problems.append("version must be a non-empty folder name")
+        if self.camera_timing not in CAMERA_TIMINGS:
+            problems.append(f"camera_timing={self.camera_timing!r} is unknown; expected one of {CAMERA_TIMINGS}")
         if problems:
             raise ValueError("invalid WorldConfig: " + "; ".join(problems))
 
     def as_dict(self) -> dict:
         """All fields as JSON-serialisable values (tuples become lists); ``look`` and ``rig`` only
         when they are not the default, so the manifest and hash of default worlds predate and
-        outlive the fields (``lidar_beams`` is the resolved count, 32 for the default rig)."""
+        outlive the fields (``lidar_beams`` is the resolved count, 32 for the default rig);
+        ``camera_timing`` only when it is not "keyframe", so single-pose worlds keep the hash and
+        bytes they had before the option."""
         d = json.loads(json.dumps(dataclasses.asdict(self)))
         for name in ("look", "rig"):
             if d[name] == "nuscenes":
                 del d[name]
+        if d["camera_timing"] == "keyframe":
+            del d["camera_timing"]
         return d
 
     def with_rig(self, rig: str) -> "WorldConfig":

@@ -424,6 +424,16 @@ def _actor_boxes(actors: list, t: float, ego_xy, ego_yaw: float, radius: float) 
     return _Boxes.from_rows(rows)
 
 
+def _boxes_at(boxes: _Boxes, actors: list, t: float) -> _Boxes:
+    """The same boxes, in the same order, with every traffic participant (``ref >= 0``) moved to
+    where it is at time ``t`` (s): what a camera firing a few ms before the keyframe sees, while
+    the annotations stay at the keyframe's time (as nuScenes annotates the LiDAR sweep)."""
+    out = boxes.take(np.arange(len(boxes)))
+    for k in np.flatnonzero(out.ref >= 0):
+        out.cx[k], out.cy[k], out.yaw[k] = actors[int(out.ref[k])].pose(t)
+    return out
+
+
 def _ego_box(global_T_ego: np.ndarray) -> _Boxes:
     """The ego vehicle (Renault Zoe-sized body plus a narrower cabin), hit only by the LiDAR
     (label vehicle.ego); the lower beams graze its roof as in real nuScenes sweeps."""

@@ -75,12 +75,13 @@ def _scene_tables(tables: dict, cfg: WorldConfig, frames: list, actors: list, ca
         x, y, yaw = fr["pose"]
         for ch in channels:
             tok = fr["sd"][ch]
-            tables["ego_pose"].append({"token": tok, "timestamp": fr["ts"], "rotation": _yaw_quaternion(yaw),
-                                       "translation": [x, y, 0.0]})
+            cx, cy, cyaw = fr["sd_pose"][ch]
+            tables["ego_pose"].append({"token": tok, "timestamp": fr["sd_ts"][ch], "rotation": _yaw_quaternion(cyaw),
+                                       "translation": [cx, cy, 0.0]})
             is_cam = ch != LIDAR_NAME
             tables["sample_data"].append({
                 "token": tok, "sample_token": fr["sample"], "ego_pose_token": tok,
-                "calibrated_sensor_token": _token(s, "calibrated_sensor", ch), "timestamp": fr["ts"],
+                "calibrated_sensor_token": _token(s, "calibrated_sensor", ch), "timestamp": fr["sd_ts"][ch],
                 "fileformat": "jpg" if is_cam else "pcd", "is_key_frame": True,
                 "height": cfg.image_wh[1] if is_cam else 0, "width": cfg.image_wh[0] if is_cam else 0,
                 "filename": fr["files"][ch], "prev": prev_fr["sd"][ch] if prev_fr else "",
