@@ -93,7 +93,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name, args, res in (("bevlib_render_forward", kernel, ctypes.c_int),
                             ("bevlib_render_backward", kernel + [i], ctypes.c_int),
                             ("bevlib_pack_blocks", [p, i, i, i, i, p], None),
-                            ("bevlib_unpack_grad", [p, i, i, i, i, i, p], None)):
+                            ("bevlib_unpack_grad", [p, i, i, i, i, i, p], None),
+                            ("bevlib_plan_count", [p, p, p, i, i, i, p, p, p, i], None),
+                            ("bevlib_plan_fill", [p, p, p, i, i, i, i, i, p, p, p, p, p, p, i], ctypes.c_int)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
     return lib
@@ -215,6 +217,60 @@ def build_plan(coords: torch.Tensor, valid: torch.Tensor, n_maps: int, bev_hw: t
     row_cost = np.bincount(starts[0], weights=lengths, minlength=BN * h) + w / 8 + 1
     return RenderPlan(row_ptr, segs, np.ascontiguousarray(idx), np.ascontiguousarray(wt), map_of_cam,
                       (BN, h, w, H, W, n_maps), row_cost)
+
+
+def build_plan_from_rig(M: np.ndarray, O: np.ndarray, extent: tuple, image_hw: tuple[int, int], n_maps: int,
+                        bev_hw: tuple[int, int]) -> tuple[RenderPlan, torch.Tensor]:
+    """A new rig's plan straight from its calibration, in one native pass over all its cameras'
+    pixels (the cold path of busch2026's rendering module, Sec. III-B, where every keyframe of real
+    nuScenes brings a new rig because each camera has its own ego pose).
+
+    Identical to ``build_plan(*bevlib.render.sampling_grid(...))`` of the same rig: the C code
+    repeats the float64 ray / ground-plane hit of :func:`bevlib.render.ground_hits`, the grid test
+    and normalised coordinates of :func:`bevlib.render.sampling_grid` and the float32 taps of
+    :func:`build_plan`, operation for operation (tested equal array for array).
+
+    Args:
+        M: (BN, 3, 3) float64, the ego-frame ray of pixel (u, v) is ``M @ (u, v, 1)``;
+        O: (BN, 3) float64 camera centres (metres, ego frame); both from
+            :func:`bevlib.render.rig_rays`, cameras of map ``m`` at ``m*N .. m*N + N - 1``.
+        extent: (x_min, x_max, y_min, y_max) metres of the BEV grid.
+        image_hw: (h, w) pixels; n_maps: B; bev_hw: (H, W) cells of the rendered maps.
+    Returns: (plan, valid (BN, h, w) bool CPU tensor).
+    Raises: RuntimeError when the kernels are unavailable; ValueError on shapes that do not fit;
+    MemoryError when a thread's row buffer cannot be allocated.
+    """
+    lib = render_kernels()
+    if lib is None:
+        raise RuntimeError(f"bevlib native kernels: {_status}")
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    O = np.ascontiguousarray(O, dtype=np.float64)
+    ext = np.ascontiguousarray(extent, dtype=np.float64)
+    BN, (h, w), (H, W) = len(M), image_hw, bev_hw
+    if M.shape != (BN, 3, 3) or O.shape != (BN, 3) or ext.shape != (4,) or n_maps < 1 or BN % n_maps:
+        raise ValueError(f"M {M.shape} / O {O.shape} / extent {ext.shape} / n_maps {n_maps} do not fit")
+    n = max(1, torch.get_num_threads())
+    rows = BN * h
+    nvalid = np.empty(rows, np.int64)
+    nseg = np.empty(rows, np.int64)
+    valid = torch.empty((BN, h, w), dtype=torch.bool)
+    lib.bevlib_plan_count(M.ctypes.data, O.ctypes.data, ext.ctypes.data, BN, h, w, valid.data_ptr(),
+                          nvalid.ctypes.data, nseg.ctypes.data, n)
+    row_ptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(nseg, out=row_ptr[1:])
+    row_first = np.zeros(rows + 1, np.int64)
+    np.cumsum(nvalid, out=row_first[1:])
+    segs = np.empty((int(row_ptr[-1]), 3), np.int64)
+    idx = np.empty((int(row_first[-1]), 4), np.int32)
+    wt = np.empty((int(row_first[-1]), 4), np.float32)
+    rc = lib.bevlib_plan_fill(M.ctypes.data, O.ctypes.data, ext.ctypes.data, BN, h, w, H, W, valid.data_ptr(),
+                              row_ptr.ctypes.data, row_first.ctypes.data, segs.ctypes.data, idx.ctypes.data,
+                              wt.ctypes.data, n)
+    if rc != 0:
+        raise MemoryError("bevlib native plan building could not allocate its row buffer")
+    map_of_cam = (np.arange(BN) // (BN // n_maps)).astype(np.int64)
+    row_cost = nvalid + (w / 8 + 1)   # as build_plan: valid pixels plus a share for zeros and overhead
+    return RenderPlan(row_ptr, segs, idx, wt, map_of_cam, (BN, h, w, H, W, n_maps), row_cost), valid
 
 
 def _plan_args(plan: RenderPlan):

@@ -5,10 +5,13 @@ extent of the BEV grid. Rendering it into a camera gives ``Pred_cp``: for every 
 at the point where the pixel's viewing ray meets the ground. Two backends share one interface:
 
 * ``"analytic"`` (default): ray / ground-plane intersection in closed form, then one bilinear
-  gather. The camera rig is fixed within a scene, so the sampling grid of each calibration is
-  computed once and cached. On CPU the gather and its backward are the native kernels of
-  :mod:`bevlib.native` (valid pixels only; forward bit-identical to ``grid_sample``), elsewhere
-  (GPU, other dtypes, no C compiler) ``torch.nn.functional.grid_sample``.
+  gather. On CPU the gather and its backward are the native kernels of :mod:`bevlib.native`
+  (valid pixels only; forward bit-identical to ``grid_sample``), elsewhere (GPU, other dtypes, no
+  C compiler) ``torch.nn.functional.grid_sample``. What a rig needs (valid pixels, the native
+  plan or the ``grid_sample`` coordinates) is built in one batched pass over all the batch's
+  cameras on the map's device (native C on CPU, torch elsewhere) and cached per rig: on real
+  nuScenes each camera has its own ego pose, so every keyframe brings a new rig, and building it
+  costs a fraction of the render (``python -m bevlib.bench render``, cold rows).
 * ``"pytorch3d"``: the paper's construction, a 2-triangle mesh textured with Pred_bev through
   ``TexturesUV`` and rasterised by PyTorch3D (``bevlib.render_p3d``); used where pytorch3d imports.
 
@@ -30,11 +33,10 @@ from .bev import BEVGrid
 
 _GRID_CACHE: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
 _GRID_CACHE_SIZE = 32
-# The stacked (B*N, h, w, 2) grids render_bev hands to grid_sample, already on the map's device and
-# dtype: a hot render is then one dict lookup plus one gather, with no per-call stacking, casting or
-# host->device copy (stacking alone cost as much as the gather at 6 x 288 x 512). Fewer entries than
-# _GRID_CACHE because each holds B rigs (42 MB at B = 6 and 288 x 512 in float32).
-_BATCH_CACHE: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+# render_bev's rigs (_Rig), already on the map's device: a hot render is one dict lookup plus one
+# gather. Few entries, because each holds B rigs (a native plan is ~15 MB at B = 6 and 288 x 512,
+# grid_sample coordinates 42 MB), and on real data a rig is rarely seen twice.
+_BATCH_CACHE: "OrderedDict[tuple, _Rig]" = OrderedDict()
 _BATCH_CACHE_SIZE = 8
 _OUTSIDE = -4.0  # grid_sample coordinate far outside [-1, 1]: zero padding for invalid pixels
 
@@ -43,6 +45,21 @@ def _as_np(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     return np.asarray(a, dtype=np.float64)
+
+
+def rig_rays(K, ego_T_cam) -> tuple[np.ndarray, np.ndarray]:
+    """Each camera's pixel rays and centre in the ego frame (the one place both are computed, so
+    every backend of :func:`render_bev` starts from the same float64 numbers).
+
+    Args:
+        K: (N, 3, 3) intrinsics (pixels); ego_T_cam: (N, 4, 4) camera -> ego (metres); numpy or torch.
+    Returns:
+        M: (N, 3, 3) float64, the ego-frame ray of pixel (u, v) is ``M @ (u, v, 1)``;
+        O: (N, 3) float64 camera centres (metres, ego frame).
+    """
+    K = _as_np(K)
+    T = _as_np(ego_T_cam)
+    return T[:, :3, :3] @ np.linalg.inv(K), T[:, :3, 3]
 
 
 def ground_hits(K: np.ndarray, ego_T_cam: np.ndarray, image_hw: tuple[int, int]):
@@ -55,16 +72,14 @@ def ground_hits(K: np.ndarray, ego_T_cam: np.ndarray, image_hw: tuple[int, int])
         xy: (N, h, w, 2) float64 ego (x, y) metres of the hit (undefined where not ``below``),
         below: (N, h, w) bool, the ray points downwards (pixel below the horizon).
     """
-    K = _as_np(K)
-    T = _as_np(ego_T_cam)
+    M, O = rig_rays(K, ego_T_cam)                                    # (N, 3, 3): pixel (u, v, 1) -> ego ray
     h, w = image_hw
-    M = T[:, :3, :3] @ np.linalg.inv(K)                              # (N, 3, 3): pixel (u, v, 1) -> ego ray
     u = np.arange(w, dtype=np.float64)[None, None, :, None]
     v = np.arange(h, dtype=np.float64)[None, :, None, None]
     # The ray is affine in (u, v): broadcast multiply-adds instead of per-pixel 3x3 products
     # (np.einsum took ~3/4 of a cold sampling_grid at 6 x 288 x 512).
     rays_ego = M[:, None, None, :, 0] * u + M[:, None, None, :, 1] * v + M[:, None, None, :, 2]  # (N, h, w, 3)
-    origin = T[:, None, None, :3, 3]                                 # (N, 1, 1, 3)
+    origin = O[:, None, None, :]                                     # (N, 1, 1, 3)
     dz = rays_ego[..., 2]
     below = dz < -1e-9
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -102,6 +117,58 @@ def sampling_grid(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid):
     if len(_GRID_CACHE) > _GRID_CACHE_SIZE:
         _GRID_CACHE.popitem(last=False)
     return out
+
+
+def sampling_grids(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid, device="cpu"):
+    """:func:`sampling_grid` for many cameras at once, in torch on ``device`` (one pass, no cache):
+    what :func:`render_bev` builds for a new rig where the native kernels do not run (GPU, other
+    dtypes, no C compiler). Bit-identical to :func:`sampling_grid` camera by camera: the same
+    float64 operations in the same order (divisions by tensors, not scalars, because torch turns
+    a scalar division into a multiplication by the reciprocal, which rounds differently).
+
+    Args:
+        K: (N, 3, 3), ego_T_cam: (N, 4, 4) numpy or torch (pixels, metres); image_hw = (h, w).
+    Returns:
+        coords: (N, h, w, 2) float32 on ``device``, normalised (gx, gy) (``align_corners=False``),
+        invalid pixels far outside [-1, 1]; valid: (N, h, w) bool on ``device``.
+    """
+    return _grids_from_rays(*rig_rays(K, ego_T_cam), image_hw, grid, device)
+
+
+def _grids_from_rays(M: np.ndarray, O: np.ndarray, image_hw: tuple[int, int], grid: BEVGrid, device):
+    M, O = torch.as_tensor(M, device=device), torch.as_tensor(O, device=device)
+    h, w = image_hw
+    u = torch.arange(w, dtype=torch.float64, device=device)
+    v = torch.arange(h, dtype=torch.float64, device=device)[:, None]
+
+    def ray(c):                                        # component c of every pixel's ray, (N, h, w)
+        return M[:, c, 0, None, None] * u + M[:, c, 1, None, None] * v + M[:, c, 2, None, None]
+
+    oz = O[:, 2, None, None]
+    dz = ray(2)
+    below = (dz < -1e-9) & (oz > 0)
+    s = -oz / torch.where(below, dz, -1.0)
+    x = O[:, 0, None, None] + s * ray(0)
+    y = O[:, 1, None, None] + s * ray(1)
+    valid = below & (x >= grid.x_min) & (x <= grid.x_max) & (y >= grid.y_min) & (y <= grid.y_max)
+    gx = 2.0 * (grid.y_max - y) / torch.full_like(y, grid.y_max - grid.y_min) - 1.0
+    gy = 2.0 * (grid.x_max - x) / torch.full_like(x, grid.x_max - grid.x_min) - 1.0
+    coords = torch.stack([gx, gy], -1).float()
+    coords[~valid] = _OUTSIDE
+    return coords, valid
+
+
+class _Rig:
+    """What :func:`render_bev` keeps of one batch's rig: ``valid`` (B, N, h, w) bool, the
+    ``grid_sample`` coordinates (B*N, h, w, 2) (built on first need) and native plans per BEV map
+    size; ``M`` / ``O`` are :func:`rig_rays` of its B*N cameras."""
+
+    __slots__ = ("M", "O", "valid", "coords", "plans")
+
+    def __init__(self, K: np.ndarray, T: np.ndarray):
+        self.M, self.O = rig_rays(K.reshape(-1, 3, 3), T.reshape(-1, 4, 4))
+        self.valid = self.coords = None
+        self.plans = {}
 
 
 def _gather(pred_bev: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -169,32 +236,28 @@ def render_bev(pred_bev: torch.Tensor, K, ego_T_cam, image_hw: tuple[int, int], 
     N = K.shape[1]
     h, w = image_hw
     # The raw calibration bytes are the key (a few hundred bytes: hashing them is cheaper than the
-    # sha1 of sampling_grid, and exact equality is what makes a cached grid reusable).
+    # sha1 of sampling_grid, and exact equality is what makes a cached rig reusable).
     key = (K.tobytes(), T.tobytes(), K.shape, (int(h), int(w)), grid, pred_bev.device, pred_bev.dtype)
-    hit = _BATCH_CACHE.get(key)
-    if hit is not None:
-        _BATCH_CACHE.move_to_end(key)
-        coords, valid, ops = hit
-    else:
-        coords, valid = [], []
-        for b in range(B):
-            c, v = sampling_grid(K[b], T[b], image_hw, grid)
-            coords.append(c)
-            valid.append(v)
-        coords = torch.stack(coords).to(pred_bev.device, pred_bev.dtype).view(B * N, h, w, 2)
-        valid = torch.stack(valid).to(pred_bev.device)
-        ops = {}  # lazily built native render plans, per BEV map size
-        _BATCH_CACHE[key] = coords, valid, ops
+    rig = _BATCH_CACHE.get(key)
+    if rig is None:
+        rig = _BATCH_CACHE[key] = _Rig(K, T)
         if len(_BATCH_CACHE) > _BATCH_CACHE_SIZE:
             _BATCH_CACHE.popitem(last=False)
-    # On CPU the native kernels render float32 maps: always for a reused rig (a scene's fixed rig),
-    # and for a new rig when a backward will follow (building the plan, ~20 ms at 6 x 288 x 512,
-    # costs less than one grid_sample backward); elsewhere grid_sample and its autograd.
-    needs_grad = pred_bev.requires_grad and torch.is_grad_enabled()
-    if (pred_bev.device.type == "cpu" and pred_bev.dtype == torch.float32 and (hit is not None or needs_grad)
-            and native.render_kernels() is not None):
-        op_key = tuple(pred_bev.shape[2:])
-        if op_key not in ops:
-            ops[op_key] = native.build_plan(coords, valid.view(B * N, h, w), B, op_key)
-        return _NativeGather.apply(pred_bev, ops[op_key]).view(B, N, C, h, w), valid
-    return _gather(pred_bev, coords).view(B, N, C, h, w), valid
+    else:
+        _BATCH_CACHE.move_to_end(key)
+    if pred_bev.device.type == "cpu" and pred_bev.dtype == torch.float32 and native.render_kernels() is not None:
+        bev_hw = tuple(pred_bev.shape[2:])
+        plan = rig.plans.get(bev_hw)
+        if plan is None:
+            plan, valid = native.build_plan_from_rig(rig.M, rig.O, (grid.x_min, grid.x_max, grid.y_min, grid.y_max),
+                                                     (h, w), B, bev_hw)
+            rig.plans[bev_hw] = plan
+            if rig.valid is None:
+                rig.valid = valid.view(B, N, h, w)
+        return _NativeGather.apply(pred_bev, plan).view(B, N, C, h, w), rig.valid
+    if rig.coords is None:
+        coords, valid = _grids_from_rays(rig.M, rig.O, (h, w), grid, pred_bev.device)
+        rig.coords = coords.to(pred_bev.dtype)
+        if rig.valid is None:
+            rig.valid = valid.view(B, N, h, w)
+    return _gather(pred_bev, rig.coords).view(B, N, C, h, w), rig.valid

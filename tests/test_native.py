@@ -166,3 +166,54 @@ def test_broken_compiler_is_reported_not_raised(tmp_path, monkeypatch):
         native.render_kernels.cache_clear()
         monkeypatch.undo()
         native.render_kernels()
+
+
+def _rigs(seed: int, B: int, hw):
+    """B copies of the real nuScenes rig, each camera moved and turned a little (a new rig per
+    keyframe, as per-camera ego poses give); the last camera pitched up so the horizon crosses its
+    rows at a slant (rows with partial validity on both sides)."""
+    from bevlib import geometry as geo
+    from bevlib.bench import nuscenes_rig
+
+    rng = np.random.default_rng(seed)
+    K, T = nuscenes_rig(hw)
+    Ks, Ts = [], []
+    for _ in range(B):
+        Tb = T.copy()
+        Tb[:, :3, 3] += rng.normal(0.0, 0.4, (len(T), 3))
+        for k in range(len(T)):
+            yaw, roll = rng.normal(0.0, 0.05), (0.3 if k == len(T) - 1 else 0.0)
+            Tb[k] = geo.transform_from([0, 0, 0], [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]) @ Tb[k]
+            Tb[k, :3, :3] = Tb[k, :3, :3] @ geo.transform_from([0, 0, 0], [np.cos(roll / 2), 0, 0, np.sin(roll / 2)])[:3, :3]
+        Ks.append(K)
+        Ts.append(Tb)
+    return np.stack(Ks), np.stack(Ts)
+
+
+@needs_kernels
+@pytest.mark.parametrize("hw,bev_hw,B,threads", [((72, 128), (150, 150), 2, 2), ((45, 80), (100, 60), 3, 1),
+                                                 ((288, 512), (200, 200), 1, 2)])
+def test_plan_from_rig_equals_plan_from_numpy_grid(hw, bev_hw, B, threads):
+    """The cold path (issue 15): one native pass from the calibration gives the same plan, array for
+    array, and the same valid mask as build_plan on the numpy sampling grid (the reference path)."""
+    from bevlib.bev import BEVGrid
+    from bevlib.render import rig_rays, sampling_grid
+
+    grid = BEVGrid(H=bev_hw[0], W=bev_hw[1])
+    Ks, Ts = _rigs(B + threads, B, hw)
+    ref_c, ref_v = zip(*(sampling_grid(Ks[b], Ts[b], hw, grid) for b in range(B)))
+    ref = native.build_plan(torch.cat(ref_c), torch.cat(ref_v), B, bev_hw)
+    M, O = rig_rays(Ks.reshape(-1, 3, 3), Ts.reshape(-1, 4, 4))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        plan, valid = native.build_plan_from_rig(M, O, (grid.x_min, grid.x_max, grid.y_min, grid.y_max), hw, B, bev_hw)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(valid, torch.cat(ref_v)) and 0.1 < valid.float().mean() < 0.9
+    for f in ("row_ptr", "segs", "idx", "wt", "map_of_cam", "row_cost"):
+        a, b = getattr(plan, f), getattr(ref, f)
+        assert a.dtype == b.dtype and np.array_equal(a, b), f
+    assert plan.shape == ref.shape
+    with pytest.raises(ValueError, match="do not fit"):
+        native.build_plan_from_rig(M, O, (grid.x_min, grid.x_max, grid.y_min, grid.y_max), hw, len(M) + 1, bev_hw)

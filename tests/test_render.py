@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bevlib import geometry as geo
 from bevlib.bev import BEVGrid
@@ -102,3 +103,38 @@ def test_native_render_matches_grid_sample_forward_and_backward():
         assert torch.equal(out, ref)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(bev.grad, ref_bev.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_batched_torch_grids_equal_the_numpy_grid_bit_for_bit():
+    """sampling_grids (one torch pass over many cameras, the GPU / no-compiler path of a new rig)
+    against sampling_grid (numpy, per calibration): identical coordinates and masks."""
+    from test_native import _rigs
+    from bevlib.render import sampling_grids
+
+    for hw, grid in (((72, 128), BEVGrid()), ((45, 80), BEVGrid(H=100, W=60, x_min=-20.0, y_max=25.0))):
+        Ks, Ts = _rigs(7, 2, hw)
+        coords, valid = sampling_grids(Ks.reshape(-1, 3, 3), Ts.reshape(-1, 4, 4), hw, grid)
+        ref = [sampling_grid(Ks[b], Ts[b], hw, grid) for b in range(2)]
+        assert torch.equal(coords, torch.cat([c for c, _ in ref])) and torch.equal(valid, torch.cat([v for _, v in ref]))
+
+
+def test_new_rig_every_call_renders_as_grid_sample_on_its_numpy_grid():
+    """Every call with a rig not seen before (per-camera ego poses on real data) gives the output
+    of grid_sample on that rig's numpy grid, bitwise where grid_sample fuses as the kernels do, on
+    both render paths: the native one (float32) and the torch one (float64, as on a GPU)."""
+    from test_native import _rigs
+
+    grid = BEVGrid(H=40, W=20)
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        bev = torch.randn(2, 3, 40, 20, dtype=dtype, requires_grad=True)
+        for seed in range(3):
+            Ks, Ts = _rigs(seed, 2, HW)
+            out, valid = render_bev(bev, Ks, Ts, HW, grid)
+            coords = torch.stack([sampling_grid(Ks[b], Ts[b], HW, grid)[0] for b in range(2)]).view(-1, *HW, 2)
+            src = bev.detach()[:, None].expand(2, 6, 3, 40, 20).reshape(12, 3, 40, 20)
+            ref = F.grid_sample(src, coords.to(dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+            if dtype == torch.float64 or torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+                assert torch.equal(out.detach(), ref.view(2, 6, 3, *HW)), (dtype, seed)
+            torch.testing.assert_close(out.detach(), ref.view(2, 6, 3, *HW), rtol=1e-5, atol=1e-5)
+            assert torch.equal(valid, torch.stack([sampling_grid(Ks[b], Ts[b], HW, grid)[1] for b in range(2)]))

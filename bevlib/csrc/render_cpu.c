@@ -233,3 +233,106 @@ void bevlib_unpack_grad(const float *acc, int64_t n, int64_t M, int64_t C, int64
             }
         }
 }
+
+/* Plan building for a new rig (bevlib.native.build_plan_from_rig): busch2026's rendering module
+ * meets a new rig at every keyframe on real data, where each camera has its own ego pose. Per
+ * pixel, in one pass over the image rows of all B * N cameras: the ray / ground-plane hit of
+ * bevlib.render.ground_hits, the grid test and normalised coordinates of sampling_grid, and the
+ * bilinear taps of bevlib.native.build_plan -- the same float64 / float32 operations in the same
+ * order as that numpy code (the library is built with -ffp-contract=off, so nothing is fused),
+ * hence a plan identical to the one built from the numpy sampling grid.
+ *
+ *   M (BN, 3, 3) float64: ego ray of pixel (u, v) = M[:, 0] u + M[:, 1] v + M[:, 2];
+ *   O (BN, 3) float64: camera centre in the ego frame (metres);
+ *   ext = (x_min, x_max, y_min, y_max) metres of the BEV grid.
+ * Pass 1 (bevlib_plan_count) marks the valid pixels and counts them and their runs per row;
+ * Python turns the counts into offsets; pass 2 (bevlib_plan_fill) writes runs and taps (returns
+ * 0, or -1 when a thread's row buffer cannot be allocated). */
+/* One image row v of camera (M, O): valid[q] and, when gx != NULL, the normalised float32 (gx, gy)
+ * of every pixel q (garbage where not valid). Branch-free, so the compiler vectorises the
+ * divisions; (M1 v) is hoisted out of the loop, which keeps numpy's ((M0 u) + (M1 v)) + M2. */
+static void row_hits(const double *M, const double *O, const double *ext, double v, int64_t w,
+                     uint8_t *restrict valid, float *restrict gx, float *restrict gy) {
+    const double bx = M[1] * v, by = M[4] * v, bz = M[7] * v, ox = O[0], oy = O[1], oz = O[2], noz = -O[2];
+    const double x_min = ext[0], x_max = ext[1], y_min = ext[2], y_max = ext[3];
+    const double dx = x_max - x_min, dy = y_max - y_min;
+    const int up = oz > 0;
+    if (gx == NULL) {
+        for (int64_t q = 0; q < w; ++q) {
+            const double u = (double)q;
+            const double rz = M[6] * u + bz + M[8];
+            const double s = noz / rz;
+            const double x = ox + s * (M[0] * u + bx + M[2]);
+            const double y = oy + s * (M[3] * u + by + M[5]);
+            valid[q] = (uint8_t)((rz < -1e-9) & up & (x >= x_min) & (x <= x_max) & (y >= y_min) & (y <= y_max));
+        }
+        return;
+    }
+    for (int64_t q = 0; q < w; ++q) {
+        const double u = (double)q;
+        const double rz = M[6] * u + bz + M[8];
+        const double s = noz / rz;
+        const double x = ox + s * (M[0] * u + bx + M[2]);
+        const double y = oy + s * (M[3] * u + by + M[5]);
+        gx[q] = (float)(2.0 * (y_max - y) / dy - 1.0);
+        gy[q] = (float)(2.0 * (x_max - x) / dx - 1.0);
+    }
+}
+
+void bevlib_plan_count(const double *M, const double *O, const double *ext, int64_t BN, int64_t h, int64_t w,
+                       uint8_t *valid, int64_t *nvalid, int64_t *nseg, int64_t n) {
+#pragma omp parallel for num_threads((int)n) schedule(dynamic, 16)
+    for (int64_t R = 0; R < BN * h; ++R) {
+        uint8_t *row = valid + R * w;
+        row_hits(M + 9 * (R / h), O + 3 * (R / h), ext, (double)(R % h), w, row, NULL, NULL);
+        int64_t count = 0, runs = 0;
+        uint8_t prev = 0;
+        for (int64_t q = 0; q < w; ++q) {
+            count += row[q];
+            runs += row[q] & !prev;
+            prev = row[q];
+        }
+        nvalid[R] = count;
+        nseg[R] = runs;
+    }
+}
+
+int bevlib_plan_fill(const double *M, const double *O, const double *ext, int64_t BN, int64_t h, int64_t w,
+                      int64_t H, int64_t W, const uint8_t *valid, const int64_t *row_ptr, const int64_t *row_first,
+                      int64_t *segs, int32_t *idx, float *wt, int64_t n) {
+    const double half_w = (double)W / 2, half_h = (double)H / 2;
+    int status = 0;
+#pragma omp parallel num_threads((int)n) reduction(min : status)
+    {
+        float *g = (float *)malloc(2 * (size_t)w * sizeof(float));   /* gx then gy of one row */
+        if (g == NULL) status = -1;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t R = 0; R < BN * h; ++R) {
+            if (row_first[R + 1] == row_first[R] || g == NULL) continue;
+            const uint8_t *row = valid + R * w;
+            row_hits(M + 9 * (R / h), O + 3 * (R / h), ext, (double)(R % h), w, (uint8_t *)NULL, g, g + w);
+            int64_t s = row_ptr[R], p = row_first[R];
+            for (int64_t q = 0; q < w; ++q) {
+                if (!row[q]) continue;
+                if (q == 0 || !row[q - 1]) {
+                    int64_t q1 = q;
+                    while (q1 < w && row[q1]) ++q1;
+                    segs[3 * s] = q, segs[3 * s + 1] = q1, segs[3 * s + 2] = p;
+                    ++s;
+                }
+                const float ix = (float)((double)(g[q] + 1.0f) * half_w - 0.5);
+                const float iy = (float)((double)(g[w + q] + 1.0f) * half_h - 0.5);
+                const float x0 = floorf(ix), y0 = floorf(iy);
+                const float fx = ix - x0, fy = iy - y0, ex = 1.0f - fx, ey = 1.0f - fy;
+                wt[4 * p] = ey * ex, wt[4 * p + 1] = ey * fx, wt[4 * p + 2] = fy * ex, wt[4 * p + 3] = fy * fx;
+                for (int t = 0; t < 4; ++t) {
+                    const int64_t xi = (int64_t)x0 + (t & 1), yi = (int64_t)y0 + (t >> 1);
+                    idx[4 * p + t] = (int32_t)((xi >= 0 && xi < W && yi >= 0 && yi < H) ? yi * W + xi : H * W);
+                }
+                ++p;
+            }
+        }
+        free(g);
+    }
+    return status;
+}
