@@ -72,6 +72,11 @@ lift-splat (written from their description, marked as the reference) and the flo
 frustum features; outputs asserted equal; target (reported): >= 2 x faster than the cumsum reference.
 JSON to ``outputs/bench/splat.json``.
 
+``python -m bevlib.bench memory``: peak resident memory of busch2026 training steps at the paper preset
+(:mod:`bevlib.bench_memory`; ``params/table1/paper.yaml``: 512 x 288, ResNet-50, 150 x 150 queries) on CPU, each
+batch size in a child process (an OOM kill is reported, not suffered), and what fills it: the bytes autograd saves
+for backward per module, the live-tensor peak, parameters and AdamW state. JSON to ``outputs/bench/memory.json``.
+
 ``python -m bevlib.bench sparse``: chen2024 CSC's MinkUNet sparse-voxel conv (:mod:`bevlib.models.sparse_conv`,
 :mod:`bevlib.bench_sparse`): the real LIDAR_TOP sweep (or ``--synthetic``) voxelised at 0.1 m, a stride-1
 K = 3 conv 64 -> 64, forward and forward + backward, against one matmul over the kernel map's pairs (the
@@ -96,6 +101,7 @@ import torch.nn.functional as F
 
 from . import native, render
 from .bench_common import SCHEMA_VERSION, _load, _median_ms, environment
+from .bench_memory import add_memory_parser, run_memory
 from .bench_sparse import add_sparse_parser, run_sparse
 from .bench_splat import add_splat_parser, run_splat
 from .bench_lidar import (LOVASZ_BATCH, LOVASZ_CLASSES, LOVASZ_HW, RANGEVIT_POINTS, TARGET_LOVASZ_SPEEDUP,  # noqa: F401
@@ -462,9 +468,12 @@ def main(argv=None) -> int:
     dp.add_argument("--quick", action="store_true", help="fewer repeats, for tests")
     add_splat_parser(sub)
     add_sparse_parser(sub)
+    add_memory_parser(sub)
     a = ap.parse_args(argv)
     if a.what == "sparse":
         return run_sparse(a, _emit)
+    if a.what == "memory":
+        return run_memory(a, _emit)
     if a.what == "splat":
         return run_splat(a, _emit)
     if a.what == "depth":
