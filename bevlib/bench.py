@@ -33,7 +33,7 @@ round-robin within each repeat (rotating the order), so load from other processe
 alike; each time is the median of ``repeats`` runs after ``warmup`` runs. Targets reported against
 (not enforced): analytic <= 1.5 x the floor (judged on the median of the per-repeat ratios, which a
 busy machine disturbs far less than the ratio of medians), >= 10 x faster than PyTorch3D, and a
-cold render (new rig) <= 2 x a cached one (paired the same way).
+cold forward + backward (new rig) <= 2 x a cached one (paired the same way; forward-only ratios shown).
 
 The JSON goes to ``outputs/bench/render.json`` (atomic write) unless ``--out`` says otherwise.
 
@@ -118,7 +118,7 @@ IMAGE_HW = (288, 512)
 QUICK_IMAGE_HW = (72, 128)
 TARGET_ANALYTIC_OVER_FLOOR = 1.5
 TARGET_PYTORCH3D_OVER_ANALYTIC = 10.0
-#: issue 15: a render of a new rig (forward, or forward + backward) within 2 x of a cached one.
+#: issue 15: a training step's render (forward + backward) of a new rig within 2 x of a cached one.
 TARGET_COLD_OVER_WARM = 2.0
 UNAVAILABLE = "unavailable"
 
@@ -339,8 +339,13 @@ def bench_render(repeats: int = 15, warmup: int = 3, batch: int = 1, image_hw: t
         "max_analytic_over_flat_floor": max(r["analytic_over_flat_floor"] for r in rows),
         "all_outputs_equal": all(r["analytic_equals_floor"] and r["analytic_equals_flat_floor"] and r["cold_equals_floor"]
                                  for r in rows),
-        "max_cold_over_warm_paired": max(r["cold_over_warm_paired"] for r in rows),
-        "meets_cold_target": all(r["meets_cold_target"] for r in rows),
+        # The issue-15 target is a training step's render: forward + backward (forward rows are shown too).
+        "max_cold_over_warm_paired": max((r["cold_over_warm_paired"] for r in rows if r["pass"] == "forward+backward"),
+                                         default=UNAVAILABLE),
+        "max_cold_over_warm_forward_paired": max((r["cold_over_warm_paired"] for r in rows if r["pass"] == "forward"),
+                                                 default=UNAVAILABLE),
+        "meets_cold_target": (all(r["meets_cold_target"] for r in rows if r["pass"] == "forward+backward")
+                              if "forward+backward" in passes else UNAVAILABLE),
     }
     return {
         "benchmark": "render",
@@ -392,8 +397,9 @@ def format_table(result: dict) -> str:
                  f"{s['max_analytic_over_floor_paired']:.3f} ({verdict(s['meets_floor_target'])}); "
                  f"pytorch3d >= {t['pytorch3d_over_analytic_min']} x analytic -> min "
                  f"{fmt(s['min_pytorch3d_over_analytic'], '.1f')} ({verdict(s['meets_pytorch3d_target'])}); "
-                 f"cold (new rig) <= {t['cold_over_warm_max']} x cached -> max (paired) "
-                 f"{s['max_cold_over_warm_paired']:.2f} ({verdict(s['meets_cold_target'])})")
+                 f"cold (new rig) forward+backward <= {t['cold_over_warm_max']} x cached -> max (paired) "
+                 f"{fmt(s['max_cold_over_warm_paired'], '.2f')} ({verdict(s['meets_cold_target'])}; forward only: "
+                 f"max {fmt(s['max_cold_over_warm_forward_paired'], '.2f')})")
     return "\n".join(lines)
 
 

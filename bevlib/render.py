@@ -38,6 +38,7 @@ _GRID_CACHE_SIZE = 32
 # grid_sample coordinates 42 MB), and on real data a rig is rarely seen twice.
 _BATCH_CACHE: "OrderedDict[tuple, _Rig]" = OrderedDict()
 _BATCH_CACHE_SIZE = 8
+_K_INV_CACHE: dict[bytes, np.ndarray] = {}
 _OUTSIDE = -4.0  # grid_sample coordinate far outside [-1, 1]: zero padding for invalid pixels
 
 
@@ -59,7 +60,16 @@ def rig_rays(K, ego_T_cam) -> tuple[np.ndarray, np.ndarray]:
     """
     K = _as_np(K)
     T = _as_np(ego_T_cam)
-    return T[:, :3, :3] @ np.linalg.inv(K), T[:, :3, 3]
+    # Intrinsics stay fixed while ego poses change every keyframe, so their inverses are cached: a
+    # LAPACK call right after torch's OpenMP work took up to ms here (OpenBLAS's threads contend with
+    # torch's spinning ones), more than the rest of a new rig's plan.
+    key = K.tobytes() + repr(K.shape).encode()
+    K_inv = _K_INV_CACHE.get(key)
+    if K_inv is None:
+        K_inv = _K_INV_CACHE[key] = np.linalg.inv(K)
+        if len(_K_INV_CACHE) > _GRID_CACHE_SIZE:
+            _K_INV_CACHE.pop(next(iter(_K_INV_CACHE)))
+    return T[:, :3, :3] @ K_inv, T[:, :3, 3]
 
 
 def ground_hits(K: np.ndarray, ego_T_cam: np.ndarray, image_hw: tuple[int, int]):

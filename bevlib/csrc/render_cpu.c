@@ -248,17 +248,18 @@ void bevlib_unpack_grad(const float *acc, int64_t n, int64_t M, int64_t C, int64
  * Pass 1 (bevlib_plan_count) marks the valid pixels and counts them and their runs per row;
  * Python turns the counts into offsets; pass 2 (bevlib_plan_fill) writes runs and taps (returns
  * 0, or -1 when a thread's row buffer cannot be allocated). */
-/* One image row v of camera (M, O): valid[q] and, when gx != NULL, the normalised float32 (gx, gy)
- * of every pixel q (garbage where not valid). Branch-free, so the compiler vectorises the
- * divisions; (M1 v) is hoisted out of the loop, which keeps numpy's ((M0 u) + (M1 v)) + M2. */
-static void row_hits(const double *M, const double *O, const double *ext, double v, int64_t w,
+/* Pixels [q0, q1) of image row v of camera (M, O): valid[q] (when valid != NULL) or the
+ * normalised float32 (gx[q], gy[q]) (garbage where not valid). Branch-free, so the compiler
+ * vectorises the divisions; (M1 v) is hoisted out of the loop, which keeps numpy's
+ * ((M0 u) + (M1 v)) + M2. */
+static void row_hits(const double *M, const double *O, const double *ext, double v, int64_t q0, int64_t q1,
                      uint8_t *restrict valid, float *restrict gx, float *restrict gy) {
     const double bx = M[1] * v, by = M[4] * v, bz = M[7] * v, ox = O[0], oy = O[1], oz = O[2], noz = -O[2];
     const double x_min = ext[0], x_max = ext[1], y_min = ext[2], y_max = ext[3];
     const double dx = x_max - x_min, dy = y_max - y_min;
     const int up = oz > 0;
-    if (gx == NULL) {
-        for (int64_t q = 0; q < w; ++q) {
+    if (valid != NULL) {
+        for (int64_t q = q0; q < q1; ++q) {
             const double u = (double)q;
             const double rz = M[6] * u + bz + M[8];
             const double s = noz / rz;
@@ -268,7 +269,7 @@ static void row_hits(const double *M, const double *O, const double *ext, double
         }
         return;
     }
-    for (int64_t q = 0; q < w; ++q) {
+    for (int64_t q = q0; q < q1; ++q) {
         const double u = (double)q;
         const double rz = M[6] * u + bz + M[8];
         const double s = noz / rz;
@@ -279,12 +280,27 @@ static void row_hits(const double *M, const double *O, const double *ext, double
     }
 }
 
+/* Whether no pixel of row v can be valid: the camera is not above the ground, or the ray's z is
+ * clearly non-negative at both ends of the row (it is affine in u, so then everywhere; the margin
+ * dwarfs the rounding of the per-pixel sum). About half the rows of a rig lie above the horizon. */
+static int row_above_horizon(const double *M, const double *O, double v, int64_t w) {
+    const double bz = M[7] * v;
+    return !(O[2] > 0) || (M[6] * 0.0 + bz + M[8] > 1e-6 && M[6] * (double)(w - 1) + bz + M[8] > 1e-6);
+}
+
 void bevlib_plan_count(const double *M, const double *O, const double *ext, int64_t BN, int64_t h, int64_t w,
                        uint8_t *valid, int64_t *nvalid, int64_t *nseg, int64_t n) {
 #pragma omp parallel for num_threads((int)n) schedule(dynamic, 16)
     for (int64_t R = 0; R < BN * h; ++R) {
+        const double *Mk = M + 9 * (R / h), *Ok = O + 3 * (R / h);
+        const double v = (double)(R % h);
         uint8_t *row = valid + R * w;
-        row_hits(M + 9 * (R / h), O + 3 * (R / h), ext, (double)(R % h), w, row, NULL, NULL);
+        if (row_above_horizon(Mk, Ok, v, w)) {
+            memset(row, 0, (size_t)w);
+            nvalid[R] = nseg[R] = 0;
+            continue;
+        }
+        row_hits(Mk, Ok, ext, v, 0, w, row, NULL, NULL);
         int64_t count = 0, runs = 0;
         uint8_t prev = 0;
         for (int64_t q = 0; q < w; ++q) {
@@ -298,8 +314,8 @@ void bevlib_plan_count(const double *M, const double *O, const double *ext, int6
 }
 
 int bevlib_plan_fill(const double *M, const double *O, const double *ext, int64_t BN, int64_t h, int64_t w,
-                      int64_t H, int64_t W, const uint8_t *valid, const int64_t *row_ptr, const int64_t *row_first,
-                      int64_t *segs, int32_t *idx, float *wt, int64_t n) {
+                     int64_t H, int64_t W, const uint8_t *valid, const int64_t *row_ptr, const int64_t *row_first,
+                     int64_t *segs, int32_t *idx, float *wt, int64_t n) {
     const double half_w = (double)W / 2, half_h = (double)H / 2;
     int status = 0;
 #pragma omp parallel num_threads((int)n) reduction(min : status)
@@ -310,9 +326,12 @@ int bevlib_plan_fill(const double *M, const double *O, const double *ext, int64_
         for (int64_t R = 0; R < BN * h; ++R) {
             if (row_first[R + 1] == row_first[R] || g == NULL) continue;
             const uint8_t *row = valid + R * w;
-            row_hits(M + 9 * (R / h), O + 3 * (R / h), ext, (double)(R % h), w, (uint8_t *)NULL, g, g + w);
+            int64_t lo = 0, hi = w;          /* the span of the row's valid pixels */
+            while (!row[lo]) ++lo;
+            while (!row[hi - 1]) --hi;
+            row_hits(M + 9 * (R / h), O + 3 * (R / h), ext, (double)(R % h), lo, hi, NULL, g, g + w);
             int64_t s = row_ptr[R], p = row_first[R];
-            for (int64_t q = 0; q < w; ++q) {
+            for (int64_t q = lo; q < hi; ++q) {
                 if (!row[q]) continue;
                 if (q == 0 || !row[q - 1]) {
                     int64_t q1 = q;
