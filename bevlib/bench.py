@@ -77,6 +77,13 @@ JSON to ``outputs/bench/splat.json``.
 batch size in a child process (an OOM kill is reported, not suffered), and what fills it: the bytes autograd saves
 for backward per module, the live-tensor peak, parameters and AdamW state. JSON to ``outputs/bench/memory.json``.
 
+``python -m bevlib.bench pipeline``: whether busch2026 Table I's input pipeline keeps up with its training
+step (:mod:`bevlib.bench_pipeline`): keyframes per second of the data layer (the trainer's DataLoader, 0 / 1 / 2
+workers, preloaded or read per item with field caches cold and warm) on the embedded world (per-camera ego
+poses) and the real keyframe, the model's steps per second, and the share of a training step spent waiting
+for data in the trainer's loop; target (reported) <= 10 % with the default workers at the embedded-default
+size. JSON to ``outputs/bench/pipeline.json``.
+
 ``python -m bevlib.bench sparse``: chen2024 CSC's MinkUNet sparse-voxel conv (:mod:`bevlib.models.sparse_conv`,
 :mod:`bevlib.bench_sparse`): the real LIDAR_TOP sweep (or ``--synthetic``) voxelised at 0.1 m, a stride-1
 K = 3 conv 64 -> 64, forward and forward + backward, against one matmul over the kernel map's pairs (the
@@ -102,6 +109,7 @@ import torch.nn.functional as F
 from . import native, render
 from .bench_common import SCHEMA_VERSION, _load, _median_ms, environment
 from .bench_memory import add_memory_parser, run_memory
+from .bench_pipeline import add_pipeline_parser, run_pipeline
 from .bench_sparse import add_sparse_parser, run_sparse
 from .bench_splat import add_splat_parser, run_splat
 from .bench_lidar import (LOVASZ_BATCH, LOVASZ_CLASSES, LOVASZ_HW, RANGEVIT_POINTS, TARGET_LOVASZ_SPEEDUP,  # noqa: F401
@@ -475,11 +483,14 @@ def main(argv=None) -> int:
     add_splat_parser(sub)
     add_sparse_parser(sub)
     add_memory_parser(sub)
+    add_pipeline_parser(sub)
     a = ap.parse_args(argv)
     if a.what == "sparse":
         return run_sparse(a, _emit)
     if a.what == "memory":
         return run_memory(a, _emit)
+    if a.what == "pipeline":
+        return run_pipeline(a, _emit)
     if a.what == "splat":
         return run_splat(a, _emit)
     if a.what == "depth":
