@@ -286,3 +286,34 @@ def test_history_alignment_identity_and_one_cell_shift():
     out = align_history(prev, left, grid)
     torch.testing.assert_close(out[..., 1:], prev[..., :-1])
     assert out[..., 0].abs().max() == 0
+
+
+def test_deformable_sample_recomputes_its_reads_in_backward_with_unchanged_results():
+    """deformable_sample under autograd keeps its inputs, not the (M*heads, dh, L, P) bilinear reads
+    (issue 15: the largest activations of a paper-size step): same output and gradients, bitwise,
+    as the plain implementation, and fewer bytes saved for backward."""
+    from bevlib.models.bevformer import _deformable_sample, deformable_sample
+
+    g = torch.Generator().manual_seed(0)
+    value = torch.randn(2, 4, 8, 12, 20, generator=g)
+    loc = torch.rand(2, 4, 300, 6, 2, generator=g) * 2.4 - 1.2
+    w = torch.softmax(torch.randn(2, 4, 300, 6, generator=g), -1)
+    up = torch.randn(2, 300, 32, generator=g)
+    results = []
+    for fn in (deformable_sample, _deformable_sample):
+        ins = [t.clone().requires_grad_(True) for t in (value, loc, w)]
+        saved = []
+
+        def pack(t):
+            saved.append(t.untyped_storage().nbytes())
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = fn(*ins)
+        out.backward(up)
+        results.append((out.detach(), [t.grad for t in ins], sum(saved)))
+    (out_a, grads_a, saved_a), (out_b, grads_b, saved_b) = results
+    assert torch.equal(out_a, out_b) and all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    reads = 2 * 4 * 8 * 300 * 6 * 4                       # bytes of the (M*heads, dh, L, P) float32 reads
+    assert saved_b - saved_a >= reads, (saved_a, saved_b, reads)
+    with torch.no_grad():                                  # inference: the plain path
+        assert torch.equal(deformable_sample(value, loc, w), out_b)
