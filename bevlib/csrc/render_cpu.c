@@ -252,29 +252,31 @@ void bevlib_unpack_grad(const float *acc, int64_t n, int64_t M, int64_t C, int64
  * normalised float32 (gx[q], gy[q]) (garbage where not valid). Branch-free, so the compiler
  * vectorises the divisions; (M1 v) is hoisted out of the loop, which keeps numpy's
  * ((M0 u) + (M1 v)) + M2. */
+/* The hit of pixel u's ray: its ego z slope rz and ground point (x, y) (meaningful where rz < 0). */
+static inline void ray_hit(const double *M, double u, double bx, double by, double bz, double ox, double oy,
+                           double noz, double *rz, double *x, double *y) {
+    *rz = M[6] * u + bz + M[8];
+    const double s = noz / *rz;
+    *x = ox + s * (M[0] * u + bx + M[2]);
+    *y = oy + s * (M[3] * u + by + M[5]);
+}
+
 static void row_hits(const double *M, const double *O, const double *ext, double v, int64_t q0, int64_t q1,
                      uint8_t *restrict valid, float *restrict gx, float *restrict gy) {
-    const double bx = M[1] * v, by = M[4] * v, bz = M[7] * v, ox = O[0], oy = O[1], oz = O[2], noz = -O[2];
+    const double bx = M[1] * v, by = M[4] * v, bz = M[7] * v, ox = O[0], oy = O[1], noz = -O[2];
     const double x_min = ext[0], x_max = ext[1], y_min = ext[2], y_max = ext[3];
     const double dx = x_max - x_min, dy = y_max - y_min;
-    const int up = oz > 0;
+    const int up = O[2] > 0;
+    double rz, x, y;
     if (valid != NULL) {
         for (int64_t q = q0; q < q1; ++q) {
-            const double u = (double)q;
-            const double rz = M[6] * u + bz + M[8];
-            const double s = noz / rz;
-            const double x = ox + s * (M[0] * u + bx + M[2]);
-            const double y = oy + s * (M[3] * u + by + M[5]);
+            ray_hit(M, (double)q, bx, by, bz, ox, oy, noz, &rz, &x, &y);
             valid[q] = (uint8_t)((rz < -1e-9) & up & (x >= x_min) & (x <= x_max) & (y >= y_min) & (y <= y_max));
         }
         return;
     }
     for (int64_t q = q0; q < q1; ++q) {
-        const double u = (double)q;
-        const double rz = M[6] * u + bz + M[8];
-        const double s = noz / rz;
-        const double x = ox + s * (M[0] * u + bx + M[2]);
-        const double y = oy + s * (M[3] * u + by + M[5]);
+        ray_hit(M, (double)q, bx, by, bz, ox, oy, noz, &rz, &x, &y);
         gx[q] = (float)(2.0 * (y_max - y) / dy - 1.0);
         gy[q] = (float)(2.0 * (x_max - x) / dx - 1.0);
     }
