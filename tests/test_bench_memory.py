@@ -65,7 +65,9 @@ def test_attribution_scales_with_batch(rows):
     bb = [next(x["bytes"] for x in s["top_level"] if x["name"] == "backbone") for s in (s1, s2)]
     # per-camera feature maps double exactly; BatchNorm's per-channel statistics do not
     assert 1.98 < bb[1] / bb[0] <= 2.0
-    assert 1.7 < s2["total_bytes"] / s1["total_bytes"] <= 2.0
+    # At most a little over 2x: spatial cross-attention pads every camera to the busiest one's
+    # visible queries, and the busiest of 12 cameras sees at least as many as the busiest of 6.
+    assert 1.7 < s2["total_bytes"] / s1["total_bytes"] <= 2.05
     assert rows[2]["live"]["peak_bytes"] > rows[1]["live"]["peak_bytes"]
     assert rows[1]["params"] == rows[2]["params"]
 

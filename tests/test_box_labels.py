@@ -180,8 +180,42 @@ def world(tiny_world):
     return nusc, toks
 
 
-def test_world_silhouette_without_errors_reproduces_the_semantics(world):
+@pytest.fixture(scope="module")
+def still_world(tmp_path_factory):
+    """The tiny world with camera_timing="keyframe": cameras at the annotation time, so a box's
+    silhouette and the camera's semantics agree exactly (the default world's cameras fire up to
+    43 ms earlier, and traffic has moved by then, as on the real rig)."""
+    import dataclasses
+
+    from conftest import TINY
+
+    from bevlib.data.nuscenes_data import open_nuscenes
+    from bevlib.data.world import generate_world
+    root = generate_world(tmp_path_factory.mktemp("still") / "tiny", dataclasses.replace(TINY, camera_timing="keyframe"),
+                          progress=False)
+    nusc = open_nuscenes(root, "v1.0-mini")
+    return nusc, [s["data"][ch] for s in nusc.sample for ch in ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT",
+                                                                 "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")]
+
+
+def test_world_silhouette_with_per_camera_times_loses_little_on_moving_objects(world):
+    """On the default world the annotated boxes lag the cameras' capture times by up to 43 ms: the
+    error-free silhouette still matches the semantics closely (every labelled pixel is right; a
+    few pixels of moving objects are missed)."""
     nusc, toks = world
+    lab = bl.WorldSilhouetteLabeler(border_px=0, border_flip=0.0)
+    labels = {t: lab.label(nusc, t) for t in toks}
+    res = bl.pseudo_label_iou(nusc, toks, lab, labels, annotated_only=True)
+    present = [v for v in res["iou"].values() if not np.isnan(v)]
+    assert len(present) >= 3 and min(present) > 95.0 and res["miou"] > 98.0, res["iou"]
+    for t in toks:
+        lab_t, truth = labels[t], bl.world_truth(nusc.dataroot, t)
+        obj = (lab_t > 0) & (lab_t != IGNORE)
+        assert (lab_t[obj] == truth[obj]).all()
+
+
+def test_world_silhouette_without_errors_reproduces_the_semantics(still_world):
+    nusc, toks = still_world
     lab = bl.WorldSilhouetteLabeler(border_px=0, border_flip=0.0)
     labels = {t: lab.label(nusc, t) for t in toks}
     res = bl.pseudo_label_iou(nusc, toks, lab, labels, annotated_only=True)
