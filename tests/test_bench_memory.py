@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bevlib.bench_common import SCHEMA_VERSION
-from bevlib.bench_memory import add_memory_parser, format_memory_table, measure_training, preset_params, run_memory
+from bevlib.experiments.busch2026.bench_memory import add_memory_parser, format_memory_table, measure_training, preset_params, run_memory
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import math
 import os
 
-from bevlib.bench_pipeline import add_pipeline_parser, format_pipeline_table, run_pipeline
+from bevlib.experiments.busch2026.bench_pipeline import add_pipeline_parser, format_pipeline_table, run_pipeline
 
 
 def test_quick_pipeline_bench(tiny_world, tmp_path, monkeypatch):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from .bench_common import _median_ms, bench_result, environment, torch_timing
+from ...bench_common import _median_ms, bench_result, environment, torch_timing
 
 TARGET_WAIT_SHARE = 0.10
 WORKERS = (0, 1, 2)
@@ -57,7 +57,7 @@ class _ScratchCache:
     restores it and deletes the folder (links are unlinked, never followed)."""
 
     def __init__(self):
-        from .paths import cache_dir
+        from ...paths import cache_dir
         base = cache_dir()
         self.root = Path(tempfile.mkdtemp(prefix="bevlib-pipeline-cache-"))
         for e in (base.iterdir() if base.is_dir() else ()):
@@ -81,8 +81,8 @@ def _params(quick: bool, dataroot, paper: bool):
     """Table1Params of a size: the defaults (or QUICK), or the paper preset's sizes on the same data."""
     import yaml
 
-    from .experiments.busch2026.params import Table1Params
-    from .paths import project_root
+    from .params import Table1Params
+    from ...paths import project_root
 
     v = dict(QUICK) if quick else {}
     if paper:
@@ -95,16 +95,16 @@ def _open(which: str, p):
     """(nusc, keyframe tokens the loaders draw from, labeller name or None, keyframes in the dataset,
     fields loaded). Embedded: the train split, its pseudo-labels generated first (``prepare``'s
     offline stage). Real: its one keyframe (a loader repeats it)."""
-    from .data.nuscenes_data import open_nuscenes
+    from ...data.nuscenes_data import open_nuscenes
 
     if which == "real keyframe":
-        from .data.source import real_keyframe_root
+        from ...data.source import real_keyframe_root
         nusc = open_nuscenes(real_keyframe_root(), "v1.0-mini")
         return (nusc, [s["token"] for s in nusc.sample], None, len(nusc.sample),
                 "cameras (6 x 1600x900 JPEG); bev_gt absent (no map expansion): IGNORE, uncached; no pseudo-labels")
-    from .data.pseudo import cache_pseudo_labels
-    from .data.source import open_split
-    from .experiments.busch2026.runs import _camera_tokens, make_labeler
+    from ...data.pseudo import cache_pseudo_labels
+    from ...data.source import open_split
+    from .runs import _camera_tokens, make_labeler
 
     _, _, nusc, train, val = open_split(p, "the pipeline bench", progress=False)
     lab = make_labeler(p)
@@ -114,21 +114,21 @@ def _open(which: str, p):
 
 def _kcfg(p, labeler, fields=None):
     """The KeyframeConfig ``runs.prepare`` builds for ``p`` (``fields`` narrows it)."""
-    from .data.fields import BUSCH2026_FIELDS, KeyframeConfig
-    from .data.nuscenes_data import BEVTargetConfig
+    from ...data.fields import BUSCH2026_FIELDS, KeyframeConfig
+    from ...data.nuscenes_data import BEVTargetConfig
     return KeyframeConfig(image_wh=p.image_wh, grid=p.grid, labeler=labeler, fields=fields or BUSCH2026_FIELDS,
                           target=BEVTargetConfig(line_width_m=p.line_width_m, style=p.bev_style))
 
 
 def _task(p, nusc, store, tokens, labeler, mode="supervised", temporal=False):
-    from .experiments.busch2026.runs import Experiment, make_task
+    from .runs import Experiment, make_task
     return make_task(Experiment(p, nusc, store, list(tokens), list(tokens), [], labeler or ""), tokens,
                      mode=mode, temporal=temporal)
 
 
 def _batches(n_tokens: int, batch: int, n: int, seed: int = 0) -> list:
     """``n`` full index lists drawn as the trainer draws an epoch (:func:`epoch_batches`), epochs chained."""
-    from .train.trainer import epoch_batches
+    from ...train.trainer import epoch_batches
     out, epoch = [], 1
     while len(out) < n:
         full = [b for b in epoch_batches(n_tokens, batch, seed, epoch) if len(b) == batch]
@@ -140,8 +140,8 @@ def _batches(n_tokens: int, batch: int, n: int, seed: int = 0) -> list:
 
 
 def _loader(task, ds, lists, workers: int):
-    from .train import TrainConfig
-    from .train.trainer import _loader as trainer_loader
+    from ...train import TrainConfig
+    from ...train.trainer import _loader as trainer_loader
     # the trainer's own constructor: same wrapper (_SeededItems), collate, pin_memory rule
     return trainer_loader(task, ds, lists, TrainConfig(batch_size=len(lists[0]), num_workers=workers),
                           torch.device("cpu"), 0, 1)
@@ -159,8 +159,8 @@ def _step(task, model, opt, batch) -> float:
 
 
 def _model(task, p):
-    from .experiments.busch2026.runs import _train_cfg
-    from .train.optim import build_optimizer
+    from .runs import _train_cfg
+    from ...train.optim import build_optimizer
     torch.manual_seed(0)
     model = task.build_model()
     model.train()
@@ -182,7 +182,7 @@ def _step_rates(task, model, opt, batch, steps: int, warmup: int) -> dict:
 def _run(task, ds, lists, workers: int, model=None, opt=None) -> dict:
     """Iterate the trainer's loader over ``lists``: with ``model``, the trainer's loop (``next(loader)``
     timed apart from the step), without, the loader alone. The first batch / step (worker start-up) apart."""
-    from .train.trainer import to_device
+    from ...train.trainer import to_device
     t0 = time.perf_counter()
     it = iter(_loader(task, ds, lists, workers))
     waits, totals, n = [], [], 0
@@ -212,7 +212,7 @@ def _run(task, ds, lists, workers: int, model=None, opt=None) -> dict:
 
 def _field_rows(name, size, nusc, p, labeler, tokens, cache) -> list:
     """ms per keyframe of each Table I field alone, cold then warm (one process, no previous keyframe)."""
-    from .data.fields import load_keyframe
+    from ...data.fields import load_keyframe
     rows = []
     for field in ("cameras", "bev_gt", "pseudo"):
         if field == "pseudo" and not labeler:
@@ -236,7 +236,7 @@ def _measure(name, size, p, opened, cache, steps, workers, default_workers, pape
     step and one loop (default workers, disk warm, as trainval is read)."""
     import dataclasses as dc
 
-    from .data.dataset import KeyframeStore
+    from ...data.dataset import KeyframeStore
 
     nusc, tokens, labeler, _, _ = opened
     B, n_batches = p.batch_size, steps + 1
@@ -344,15 +344,15 @@ def bench_pipeline(steps: int = 8, workers=WORKERS, threads: int = 2, quick: boo
     Raises: ValueError for steps < 1, an empty or negative ``workers``, threads < 1; DataError /
         ParameterError from opening the data.
     """
-    from .data.source import real_keyframe_root
-    from .train import TrainConfig
+    from ...data.source import real_keyframe_root
+    from ...train import TrainConfig
 
     workers = tuple(int(w) for w in workers)
     if steps < 1 or not workers or min(workers) < 0 or threads < 1:
         raise ValueError(f"need steps >= 1, workers >= 0 (non-empty), threads >= 1; got {steps}, {workers}, {threads}")
     default_workers = TrainConfig().num_workers
     if quick and dataroot is None:
-        from .data.world import WorldConfig, ensure_world
+        from ...data.world import WorldConfig, ensure_world
         dataroot = str(ensure_world(cfg=WorldConfig(**QUICK_WORLD), progress=False))
     sizes = {"embedded-default": _params(quick, dataroot, False)}
     if not quick:
@@ -367,7 +367,7 @@ def bench_pipeline(steps: int = 8, workers=WORKERS, threads: int = 2, quick: boo
             wc = p0.world_config()
             world = {"hash": wc.hash(), **dataclasses.asdict(wc), "camera_timing": getattr(wc, "camera_timing", None)}
         try:  # loaded (or built) now, from the real cache: the scratch one is deleted afterwards
-            from .native import status as native_status
+            from ...native import status as native_status
             native = native_status()
         except Exception as e:  # the kernels are optional; say why they are not there
             native = f"unknown: {type(e).__name__}: {e}"

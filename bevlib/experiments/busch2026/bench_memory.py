@@ -1,4 +1,4 @@
-"""``python -m bevlib.bench memory``: peak resident memory of busch2026 training steps on CPU, and which
+"""``python -m bevlib.bench memory`` (busch2026's benchmark, loaded by name from :mod:`bevlib.bench`): peak resident memory of busch2026 training steps on CPU, and which
 modules' activations make it (issue 15, item 4).
 
 Setting: the busch2026 Table I task (:mod:`bevlib.experiments.busch2026`) built from a parameter preset
@@ -35,8 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_common import bench_result, environment
-from .paths import project_root
+from ...bench_common import bench_result, environment
+from ...paths import project_root
 
 GIB = float(2 ** 30)
 DEFAULT_PRESET = "params/table1/paper.yaml"
@@ -86,7 +86,7 @@ def preset_params(preset: str = DEFAULT_PRESET, quick: bool = False, dataroot: s
     """
     import yaml
 
-    from .experiments.busch2026.params import Table1Params
+    from .params import Table1Params
 
     if quick:
         v = dict(QUICK)
@@ -225,10 +225,10 @@ def measure_training(p, batch: int, steps: int, threads: int = 2, report=None, m
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from .experiments.busch2026 import runs
-    from .runtime import reuse_large_allocations
-    from .train import TrainConfig
-    from .train.optim import build_optimizer
+    from . import runs
+    from ...runtime import reuse_large_allocations
+    from ...train import TrainConfig
+    from ...train.optim import build_optimizer
 
     if batch < 1 or steps < 1:
         raise ValueError(f"need batch >= 1 and steps >= 1, got {batch}, {steps}")
@@ -294,7 +294,7 @@ def measure_training(p, batch: int, steps: int, threads: int = 2, report=None, m
 
 def _child_main(spec_json: str) -> None:
     """Child entry point: measure one batch size, rewriting the row at ``spec["path"]`` after every phase."""
-    from .experiments.busch2026.params import Table1Params
+    from .params import Table1Params
 
     spec = json.loads(spec_json)
     path = spec["path"]
@@ -323,8 +323,8 @@ def run_child(p, batch: int, steps: int, threads: int = 2, max_rss_gib: float | 
         spec = json.dumps({"params": dataclasses.asdict(p), "batch": batch, "steps": steps, "threads": threads,
                            "path": path, "mode": mode})
         with open(os.path.join(d, "stderr"), "w+") as err:
-            proc = subprocess.Popen([sys.executable, "-c", "import sys; from bevlib.bench_memory import _child_main; "
-                                     "_child_main(sys.argv[1])", spec], env=env, stdout=subprocess.DEVNULL, stderr=err)
+            code = f"import sys; from {__name__} import _child_main; _child_main(sys.argv[1])"
+            proc = subprocess.Popen([sys.executable, "-c", code, spec], env=env, stdout=subprocess.DEVNULL, stderr=err)
             seen, ours = 0.0, False
             try:
                 while proc.poll() is None:
@@ -396,7 +396,7 @@ def bench_memory(preset: str = DEFAULT_PRESET, batches=(1,), steps: int = 2, thr
     """
     import torch
 
-    from .bench_common import _load
+    from ...bench_common import _load
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
