@@ -19,7 +19,7 @@ and the paper sizes (``params/table1/paper.yaml``: 512 x 288, 400 x 200 BEV, bat
 "Cold" is a scratch ``BEVLIB_CACHE`` with an empty ``fields/`` whose other entries (worlds,
 pseudo-labels, native kernels) link to the real cache, so nothing is regenerated; the OS page cache is
 not dropped. Timings are medians over ``steps`` batches after a first one reported apart (it holds the
-workers' start-up). The paper-size step (batch 1 on CPU: ~60 s and ~13 GiB) runs only with ``paper``.
+workers' start-up). The paper-size step (batch 1 on 2 CPU cores: ~26 s and ~10 GiB) runs only with ``paper``.
 Target (reported): <= 10 % of a step waiting for data at the embedded-default size, with
 ``TrainConfig``'s default ``num_workers`` and the store ``prepare`` builds.
 """
@@ -334,7 +334,7 @@ def bench_pipeline(steps: int = 8, workers=WORKERS, threads: int = 2, quick: boo
         threads: ``torch.set_num_threads`` of the training process (workers use 1 each, torch's rule).
         quick: the smoke sizes on a tiny world (tests); no paper-size rows.
         paper: also the paper-size step (batch 1, ``paper_steps`` timed after one) and its loop with
-            default workers reading from disk (trainval is not preloaded). ~60 s and ~13 GiB per step.
+            default workers reading from disk (trainval is not preloaded). ~26 s and ~10 GiB per step on 2 CPU cores.
         dataroot: a nuScenes-layout folder instead of the embedded world (e.g. a test's tiny world).
         real: include the real keyframe when ``../shared/nuscenes-keyframe`` holds it.
     Returns: the JSON-ready result: ``config``, ``environment``, ``targets``, ``results`` (rows with
@@ -470,7 +470,7 @@ def add_pipeline_parser(sub) -> None:
                     help="DataLoader worker counts (default 0 1 2; 0 1 with --quick)")
     sp.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     sp.add_argument("--paper", action="store_true",
-                    help="also time the paper-size step (batch 1, ~60 s and ~13 GiB a step on CPU)")
+                    help="also time the paper-size step (batch 1, ~26 s and ~10 GiB a step on 2 CPU cores)")
     sp.add_argument("--paper-steps", type=int, default=2, help="timed paper-size steps after the first (default 2)")
     sp.add_argument("--no-real", action="store_true", help="skip the real keyframe")
     sp.add_argument("--dataroot", default=None, help="a nuScenes-layout folder instead of the embedded world")
