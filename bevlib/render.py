@@ -50,7 +50,8 @@ def _as_np(a) -> np.ndarray:
 
 def rig_rays(K, ego_T_cam) -> tuple[np.ndarray, np.ndarray]:
     """Each camera's pixel rays and centre in the ego frame (the one place both are computed, so
-    every backend of :func:`render_bev` starts from the same float64 numbers).
+    every backend of :func:`render_bev` starts from the same float64 numbers; busch2026 Sec. III-B,
+    rays of the rendering module).
 
     Args:
         K: (N, 3, 3) intrinsics (pixels); ego_T_cam: (N, 4, 4) camera -> ego (metres); numpy or torch.
@@ -100,10 +101,13 @@ def ground_hits(K: np.ndarray, ego_T_cam: np.ndarray, image_hw: tuple[int, int])
 
 
 def sampling_grid(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid):
-    """The ``grid_sample`` coordinates that render a BEV map of ``grid`` into each camera.
+    """The ``grid_sample`` coordinates that render a BEV map of ``grid`` into each camera
+    (busch2026 Sec. III-B, the rendering module's ray / ground-plane hits), in numpy float64.
 
-    Cached per calibration (bytes of K and ego_T_cam, image size, grid), because the rig is
-    fixed within a scene and the render then reduces to one gather.
+    The reference the batched builders are tested against (:func:`sampling_grids`,
+    :func:`bevlib.native.build_plan_from_rig`), and the grid of the benchmark's ``grid_sample``
+    floors; :func:`render_bev` does not call it. Cached per calibration (bytes of K and
+    ego_T_cam, image size, grid).
 
     Args:
         K: (N, 3, 3), ego_T_cam: (N, 4, 4) numpy or torch; image_hw = (h, w) pixels.
@@ -130,7 +134,8 @@ def sampling_grid(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid):
 
 
 def sampling_grids(K, ego_T_cam, image_hw: tuple[int, int], grid: BEVGrid, device="cpu"):
-    """:func:`sampling_grid` for many cameras at once, in torch on ``device`` (one pass, no cache):
+    """:func:`sampling_grid` (busch2026 Sec. III-B) for many cameras at once, in torch on ``device``
+    (one pass, no cache):
     what :func:`render_bev` builds for a new rig where the native kernels do not run (GPU, other
     dtypes, no C compiler). Bit-identical to :func:`sampling_grid` camera by camera: the same
     float64 operations in the same order (divisions by tensors, not scalars, because torch turns
