@@ -209,3 +209,25 @@ def test_depth_bench_schema_and_writes_json(tmp_path):
     out = tmp_path / "depth.json"
     assert main(["depth", "--wh", "160", "90", "--repeats", "1", "--warmup", "0", "--out", str(out)]) == 0
     assert len(json.loads(out.read_text())["results"]) == 4
+
+
+def test_experiment_benches_load_only_when_asked():
+    # The library benches must run where the experiment packages' data stack (nuscenes-devkit, shapely) is
+    # absent, e.g. a GPU machine with only torch; the listed one-line help must be the module's own.
+    import argparse
+    import importlib
+    import subprocess
+    import sys
+
+    from bevlib.bench import EXPERIMENT_BENCHES
+
+    code = ("import sys\nfrom bevlib.bench import main\n"
+            "try:\n    main(['sparse', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('bevlib.experiments') or m == 'shapely'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    for name, (module, help_line) in EXPERIMENT_BENCHES.items():
+        sub = argparse.ArgumentParser().add_subparsers(dest="what")
+        getattr(importlib.import_module(module), f"add_{name}_parser")(sub)
+        assert sub._choices_actions[0].help == help_line, name

@@ -224,7 +224,38 @@ def test_bench_sparse_quick_and_parser(tmp_path):
     for r in res["results"]:
         assert r["ours_ms"] > 0 and r["mm_floor_ms"] > 0
         assert r["equal"] is True  # the quick crop fits, so dense conv3d ran and agreed
-    assert "forward+backward" in got["table"]
+        # spconv runs on CUDA only; on CPU its cells say why instead of a time
+        assert r["spconv_ms"] == "needs CUDA" and r["spconv_equal"] is None
+    assert res["config"]["device"] == "cpu"
+    assert "forward+backward" in got["table"] and "needs CUDA" in got["table"]
+
+
+def test_bench_sparse_device_errors():
+    from bevlib.bench_sparse import bench_sparse
+
+    with pytest.raises(ValueError, match="device"):
+        bench_sparse(quick=True, repeats=1, warmup=0, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            bench_sparse(quick=True, repeats=1, warmup=0, device="cuda")
+
+
+def test_use_backend_restores_choice_on_error():
+    from bevlib.models import sparse_conv as sc
+
+    sc.set_backend("torch")
+    try:
+        with pytest.raises(RuntimeError):
+            with sc.use_backend(None):
+                assert sc._choice is None
+                raise RuntimeError("body failed")
+        assert sc._choice == "torch"
+        with pytest.raises(ValueError, match="backend"):
+            with sc.use_backend("no-such-backend"):
+                pass
+        assert sc._choice == "torch"
+    finally:
+        sc.set_backend(None)
 
 
 def test_backend_choice(monkeypatch):
@@ -280,3 +311,65 @@ def test_spconv_mapping_equals_ours_where_spconv_imports():
     assert r.returncode == 0, r.stderr[-2000:]
     d1, d2 = map(float, r.stdout.split()[-2:])
     assert d1 < 1e-4 and d2 < 1e-4
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+
+
+def _op_on_devices(stride, transposed, devices):
+    """[coords, feats, d feats, d weight, d bias] of one conv (this op, float64) on each device, on CPU."""
+    from bevlib.models import sparse_conv as sc
+
+    x = random_voxels(n=400, grid=12)
+    out_coords = None
+    if transposed:  # upsample from the stride-2 coordinates back onto x's
+        coarse = downsample_coords(x.coords, 2)
+        out_coords = x.coords
+        x = SparseVoxels(coarse, torch.randn(len(coarse), CIN, dtype=torch.float64), stride=2)
+    w, b = params(3)
+    upstream, results = None, []
+    with sc.use_backend("torch"):
+        for dev in devices:
+            xd = SparseVoxels(x.coords.to(dev), x.feats.detach().to(dev).requires_grad_(True), x.stride)
+            wd, bd = w.detach().to(dev).requires_grad_(True), b.detach().to(dev).requires_grad_(True)
+            y = sparse_conv3d(xd, wd, bd, 3, stride, transposed, None if out_coords is None else out_coords.to(dev))
+            if upstream is None:
+                upstream = torch.randn(y.feats.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+            grads = torch.autograd.grad((y.feats * upstream.to(dev)).sum(), (xd.feats, wd, bd))
+            results.append([y.coords.cpu(), y.feats.detach().cpu(), *(t.cpu() for t in grads)])
+    return results
+
+
+@needs_cuda
+@pytest.mark.parametrize("stride,transposed", [(1, False), (2, False), (2, True)])
+def test_cuda_op_equals_cpu_op(stride, transposed):
+    """This op on CUDA tensors gives the CPU op's coordinates, values and gradients (float64)."""
+    cpu, cuda = _op_on_devices(stride, transposed, ("cpu", "cuda"))
+    for a, r in zip(cuda, cpu):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    assert all(t.abs().sum() > 0 for t in cpu[1:])  # not vacuous
+
+
+@needs_cuda
+def test_spconv_cuda_equals_ours():
+    """spconv's SubMConv3d on CUDA (the "spconv" backend) gives this op's values and gradients (float32)."""
+    from bevlib.models import sparse_conv as sc
+
+    if not sc.spconv_available():
+        pytest.skip("spconv does not import on this CUDA machine")
+    g = torch.Generator().manual_seed(0)
+    coords = torch.unique(torch.cat([torch.randint(0, 2, (3000, 1), generator=g),
+                                     torch.randint(-9, 9, (3000, 3), generator=g)], 1), dim=0).cuda()
+    feats = torch.randn(len(coords), 6, generator=g).cuda()
+    w0, b0 = torch.randn(27, 6, 5, generator=g).cuda(), torch.randn(5, generator=g).cuda()
+    up = torch.randn(len(coords), 5, generator=g).cuda()
+    results = {}
+    for name in ("torch", "spconv"):
+        x = SparseVoxels(coords, feats.clone().requires_grad_(True))
+        w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        with sc.use_backend(name):
+            y = sparse_conv3d(x, w, b)
+        assert any(k[0] == "spconv" for k in x.kernel_maps) == (name == "spconv")  # the backend really ran
+        results[name] = [y.feats.detach(), *torch.autograd.grad((y.feats * up).sum(), (x.feats, w, b))]
+    for a, r in zip(results["spconv"], results["torch"]):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)

@@ -31,6 +31,7 @@ this module's op. The weight / index mapping to spconv is tested equal to this o
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -71,6 +72,21 @@ def set_backend(name: str | None) -> None:
     if name == "spconv" and not spconv_imports():
         raise ImportError("sparse backend 'spconv' asked for, but `import spconv.pytorch` fails")
     _choice = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None):
+    """Run the body under :func:`set_backend` ``(name)`` and restore the previous choice on exit (on error too).
+
+    Used to time or compare two backends in one process (``python -m bevlib.bench sparse``).
+    Raises: as :func:`set_backend`.
+    """
+    previous = _choice
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
 
 
 def backend() -> str:
