@@ -22,13 +22,15 @@ to ``|x|, |y| < crop`` metres. Features 64 channels (random, fixed), a stride-1 
   and gradients must equal ours (same tolerance).
 
 ``device``: ``"cpu"`` (default) or ``"cuda"``; on CUDA every timed call ends with
-``torch.cuda.synchronize()``, so the times are wall-clock times of finished work.
+``torch.cuda.synchronize()``, so the times are wall-clock times of finished work, and TF32 is off
+(full float32 in every method, as on CPU).
 
 Passes: forward, and forward + backward (gradients w.r.t. features and weight; upstream random, fixed).
 No target: the numbers are reported for choosing a backend.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -63,6 +65,19 @@ def _sweep(synthetic: bool, seed: int) -> tuple[np.ndarray, str]:
 
     pts, _, label = _range_input(True, seed)
     return pts[:, :3], label
+
+
+@contextlib.contextmanager
+def _full_fp32():
+    """Run the body with TF32 off for cuDNN convolutions and CUDA matmuls, restored on exit: cuDNN's
+    default TF32 (10-bit mantissa) would put dense conv3d ~1e-3 away from ours and fail the equality check,
+    and every method must do the same float32 arithmetic for the times to compare. No effect on CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bool = False, seed: int = 0,
@@ -187,7 +202,7 @@ def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bo
         return diff, equal
 
     rows = []
-    with torch_timing(threads) as (load_start, reused):
+    with torch_timing(threads) as (load_start, reused), _full_fp32():
         for p in ("forward", "forward+backward"):
             bw = p != "forward"
             names = list(methods)
@@ -218,7 +233,8 @@ def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bo
                 "kernel_size": 3, "stride": 1, "channels": C, "batch": 1, "bounding_grid": dims,
                 "dense_estimate_gb": round(dense_gb, 3), "dense_limit_gb": dense_limit_gb,
                 "voxelize_ms": voxelize_ms, "map_build_ms": map_ms, "repeats": repeats, "warmup": warmup,
-                "threads": threads, "device": device, "quick": quick, "reuse_large_allocations": reused, "tolerance": SPARSE_TOL,
+                "threads": threads, "device": device, "tf32": False, "quick": quick,
+                "reuse_large_allocations": reused, "tolerance": SPARSE_TOL,
                 "statistic": "median over repeats, ms; methods timed round-robin (rotating order) in one process"},
         environment=environment(load_start, torch=torch.__version__,
                                 torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),

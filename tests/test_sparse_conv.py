@@ -373,3 +373,18 @@ def test_spconv_cuda_equals_ours():
         results[name] = [y.feats.detach(), *torch.autograd.grad((y.feats * up).sum(), (x.feats, w, b))]
     for a, r in zip(results["spconv"], results["torch"]):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_full_fp32_restores_tf32_flags():
+    from bevlib.bench_sparse import _full_fp32
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with pytest.raises(RuntimeError):
+            with _full_fp32():
+                assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+                raise RuntimeError("body failed")
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
