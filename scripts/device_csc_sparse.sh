@@ -5,8 +5,8 @@
 # where it imports) and, for the ratio, on that machine's CPU. Results land in $OUT.
 #
 # On the GPU machine only torch and the usual scientific stack are installed. `python -m bevlib.bench`
-# also needs pyquaternion (bevlib.geometry), carried as a wheel. Fetch it once, from the repo root:
-#   echo /.whl/ >> .git/info/exclude
+# also needs pyquaternion (bevlib.geometry), carried as a wheel. Fetch it once, from the repo root
+# (.whl/ is git-ignored):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl pyquaternion==0.9.9
 # Then call the device tool: run(command="bash scripts/device_csc_sparse.sh", carry=[".whl"], timeout_s=480).
