@@ -127,7 +127,10 @@ def _spconv_submanifold(x: "SparseVoxels", weight: torch.Tensor, bias: torch.Ten
         lo = c[:, 1:].min(0).values
         idx = torch.cat([c[:, :1], c[:, 1:] - lo], 1).int().contiguous()
         shape = (c[:, 1:].max(0).values - lo + 1).tolist()
-        module = spc.SubMConv3d(Cin, Cout, K, bias=False, indice_key=f"bevlib_subm{K}").to(x.feats.device)
+        # spconv's default (implicit GEMM) needs CUDA even in its CUDA wheels' CPU path; Native is the one
+        # algorithm that runs on CPU tensors (the mapping test)
+        algo = None if x.feats.is_cuda else spc.ConvAlgo.Native
+        module = spc.SubMConv3d(Cin, Cout, K, bias=False, indice_key=f"bevlib_subm{K}", algo=algo).to(x.feats.device)
         hit = (x.coords, spc.SparseConvTensor(x.feats, idx, shape, int(c[:, 0].max()) + 1), module)
         x.kernel_maps[key] = hit
     _, template, module = hit
