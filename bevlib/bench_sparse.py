@@ -100,11 +100,13 @@ def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bo
         (ms or "too large"), ``*_min_ms``, ``ours_over_floor``, ``dense_over_ours`` and
         ``dense_over_ours_paired`` (None without dense), ``max_abs_diff`` / ``equal`` (None without
         dense; backward rows also ``grad_max_abs_diff``), ``spconv_ms`` (ms, or why it did not run),
-        ``spconv_over_ours``, ``spconv_max_abs_diff`` / ``spconv_equal`` (None where it did not run)).
+        ``spconv_over_ours``, ``spconv_max_abs_diff`` (over values and, in backward rows, gradients) /
+        ``spconv_equal`` (None where it did not run)).
     Raises: ValueError for repeats < 1, warmup < 0, threads < 1, crop_m <= 0, dense_limit_gb <= 0, or a
         device other than cpu / cuda, or cuda where ``torch.cuda.is_available()`` is False.
     """
-    from .models.sparse_conv import kernel_map, sparse_conv3d, spconv_imports, use_backend, voxelize_points
+    from .models.sparse_conv import (SparseVoxels, kernel_map, sparse_conv3d, spconv_imports, use_backend,
+                                     voxelize_points)
 
     if repeats < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
@@ -135,7 +137,8 @@ def bench_sparse(repeats: int = 10, warmup: int = 2, threads: int = 2, quick: bo
                              torch.ones(len(pts), 1))
     voxelize_ms = round(1e3 * (time.perf_counter() - t0), 3)
     dev = torch.device(device)
-    vox = type(vox)(vox.coords.to(dev), vox.feats.to(dev), vox.stride)
+    # coords already unique (voxelised), so no second uniqueness check; a fresh neighbour-map cache
+    vox = SparseVoxels._trusted(vox.coords.to(dev), vox.feats.to(dev), vox.stride)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     N = vox.coords.shape[0]
     t0 = time.perf_counter()
